@@ -1,0 +1,119 @@
+# Copyright: (c) 2026, cnf.ebpf contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Surface layer for cnf.ebpf.bpf_map: argument spec and the run() the module's main() hands off to."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf, _map_plan, _maps
+from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError
+
+_TYPE_ARG = {"type": "raw"}
+
+INNER_MAP_OPTIONS: dict[str, Any] = {
+    "path": {"type": "path"},
+    "type": {"type": "str", "choices": list(_map_plan.MANAGED_MAP_TYPES)},
+    "name": {"type": "str"},
+    "key": _TYPE_ARG,
+    "key_size": {"type": "int"},
+    "value": _TYPE_ARG,
+    "value_size": {"type": "int"},
+    "max_entries": {"type": "int"},
+    "flags": {"type": "list", "elements": "str", "choices": list(_libbpf.MAP_FLAGS)},
+}
+
+ARGUMENT_SPEC: dict[str, Any] = {
+    "path": {"type": "path", "required": True},
+    "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+    "type": {"type": "str", "choices": list(_map_plan.MANAGED_MAP_TYPES)},
+    "name": {"type": "str"},
+    "key": _TYPE_ARG,
+    "key_size": {"type": "int"},
+    "value": _TYPE_ARG,
+    "value_size": {"type": "int"},
+    "max_entries": {"type": "int"},
+    "flags": {"type": "list", "elements": "str", "default": [], "choices": list(_libbpf.MAP_FLAGS)},
+    "numa_node": {"type": "int"},
+    "inner_map": {"type": "dict", "options": INNER_MAP_OPTIONS},
+    "on_mismatch": {"type": "str", "default": "fail", "choices": ["fail", "recreate"]},
+}
+
+
+def fail_without_libbpf(module: AnsibleModule) -> None:
+    ok, error = _libbpf.libbpf_available()
+    if not ok:
+        module.fail_json(msg=missing_required_lib(_libbpf.LIBBPF_PACKAGE_HINT), exception=error)
+
+
+def _bpffs_path_error(path: str) -> str | None:
+    mount_point, fstype = _maps.mount_fstype(path)
+    if fstype != "bpf":
+        return (
+            f"path: {path} is not on a bpffs mount (it is on {fstype or 'an unknown fs'} at {mount_point}); "
+            "pin maps under /sys/fs/bpf (mount it with 'mount -t bpf bpf /sys/fs/bpf' or the cnf.ebpf.bpf_host role)"
+        )
+    return None
+
+
+def _apply_permissions(module: AnsibleModule, path: str, changed: bool, diff: dict[str, Any]) -> bool:
+    file_args = module.load_file_common_arguments(module.params, path=path)
+    return module.set_fs_attributes_if_different(file_args, changed, diff=diff)
+
+
+def run(module: AnsibleModule) -> None:
+    fail_without_libbpf(module)
+    params = module.params
+    path = params["path"]
+    result: dict[str, Any] = {"changed": False, "path": path, "differences": []}
+    try:
+        spec = None
+        if params["state"] == "present":
+            error = _bpffs_path_error(path)
+            if error:
+                module.fail_json(msg=error, **result)
+            spec = _map_plan.build_map_spec(
+                params, page_size=os.sysconf("SC_PAGE_SIZE"), possible_cpus=_libbpf.num_possible_cpus()
+            )
+        state = _maps.read_pinned_map(path)
+        plan = _map_plan.plan_map(spec, state, params["on_mismatch"])
+        result["action"] = plan.action
+        result["differences"] = plan.differences
+        before = _map_plan.describe_state(state) if state else {}
+        if plan.action == "mismatch":
+            module.fail_json(
+                msg=f"{path}: the pinned map differs from the declared one: " + "; ".join(plan.differences)
+                + " (set on_mismatch=recreate to replace it; programs using the old map keep using it)",
+                **result,
+            )
+        if plan.action in ("absent", "remove"):
+            if plan.action == "remove" and not module.check_mode:
+                _maps.remove_pin(path)
+            result.update(changed=plan.action == "remove", diff={"before": before, "after": {}})
+            module.exit_json(**result)
+        assert spec is not None
+        if plan.action in ("create", "recreate"):
+            if module.check_mode:
+                after: dict[str, Any] = _map_plan.describe_spec(spec)
+            else:
+                state = _maps.create_pinned_map(spec, replace=plan.action == "recreate")
+                after = _map_plan.describe_state(state)
+            result["changed"] = True
+        else:
+            after = before
+        diff: dict[str, Any] = {"before": before, "after": after}
+        if os.path.lexists(path):
+            result["changed"] = _apply_permissions(module, path, result["changed"], diff)
+        elif module.check_mode and any(params.get(k) is not None for k in ("owner", "group", "mode")):
+            result["changed"] = True
+        result.update(map=after, diff=diff)
+        if spec.type in ("lru_hash", "lru_percpu_hash") and plan.action != "none":
+            module.warn(f"{path}: LRU maps evict the least recently used entries when full, declared ones included")
+        module.exit_json(**result)
+    except (_map_plan.SpecError, ValueError) as exc:
+        module.fail_json(msg=str(exc), **result)
+    except BpfError as exc:
+        module.fail_json(msg=str(exc), errno=exc.errno_name, **result)

@@ -1,0 +1,157 @@
+# Copyright: (c) 2026, cnf.ebpf contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Resources layer: pinned maps on bpffs (read their state, create and pin, unpin).
+
+`MapSpec` is what a playbook wants, `MapState` what the kernel has; `_map_plan` compares the two without I/O.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ansible_collections.cnf.ebpf.plugins.module_utils import _btf, _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils._btf_build import load_map_btf
+from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError, BpfMap
+
+DEFAULT_PIN_ROOT = "/sys/fs/bpf/cnf"
+
+# Map types whose key/value BTF the kernel accepts at creation (others refuse with EINVAL/ENOTSUPP: queue, stack,
+# ringbuf, perf_event_array and the map-in-map types, checked on 6.1 and 6.18).
+BTF_MAP_TYPES = frozenset({"hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "array", "percpu_array", "lpm_trie"})
+
+
+@dataclass
+class MapSpec:
+    """A map as declared: everything needed to create it, and to tell whether a pinned one matches."""
+
+    path: str
+    type: str
+    name: str
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int = 0
+    key_type: _btf.BtfType | None = None
+    value_type: _btf.BtfType | None = None
+    numa_node: int | None = None
+    inner: MapSpec | None = None
+    inner_path: str | None = None
+
+
+@dataclass
+class MapState:
+    """A pinned map as the kernel reports it, with its key/value types when it carries BTF."""
+
+    path: str
+    info: dict[str, Any]
+    key_type: _btf.BtfType | None = None
+    value_type: _btf.BtfType | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def mount_fstype(path: str) -> tuple[str, str]:
+    """(mount point, fs type) of the mount holding `path` (its nearest existing ancestor), from mountinfo."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    probe = os.path.realpath(probe)
+    best = ("/", "")
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            mount_point = fields[4].replace("\\040", " ")
+            fstype = fields[sep + 1]
+            inside = probe == mount_point or probe.startswith(mount_point.rstrip("/") + "/")
+            # Later lines over-mount earlier ones at the same point.
+            if inside and len(mount_point) >= len(best[0]):
+                best = (mount_point, fstype)
+    return best
+
+
+def on_bpffs(path: str) -> bool:
+    return mount_fstype(path)[1] == "bpf"
+
+
+def read_btf_types(btf_id: int, key_type_id: int, value_type_id: int) -> tuple[_btf.BtfType | None, _btf.BtfType | None]:
+    if not btf_id:
+        return None, None
+    btf = _btf.Btf.from_raw(_libbpf.btf_raw_from_kernel(btf_id))
+    key = btf.type(key_type_id) if key_type_id else None
+    value = btf.type(value_type_id) if value_type_id else None
+    return key, value
+
+
+def map_state(bpf_map: BpfMap, path: str) -> MapState:
+    info = bpf_map.info
+    key, value = read_btf_types(info["btf_id"], info["btf_key_type_id"], info["btf_value_type_id"])
+    return MapState(path=path, info=dict(info), key_type=key, value_type=value)
+
+
+def read_pinned_map(path: str) -> MapState | None:
+    """The state of the map pinned at `path`, None when nothing is pinned there."""
+    if not os.path.lexists(path):
+        return None
+    with _libbpf.map_open(path) as bpf_map:
+        return map_state(bpf_map, path)
+
+
+def _ensure_parent(path: str) -> None:
+    parent = os.path.dirname(path)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise BpfError("mkdir", parent, exc.errno or errno.EIO) from exc
+
+
+def create_map(spec: MapSpec) -> BpfMap:
+    """Create (not pin) the map described by spec; the caller owns the returned map."""
+    btf_fd = None
+    key_id = value_id = 0
+    if spec.type in BTF_MAP_TYPES and (spec.key_type is not None or spec.value_type is not None):
+        btf_fd, key_id, value_id = load_map_btf(spec.key_type, spec.value_type, spec.path)
+    inner_map = None
+    try:
+        if spec.inner_path:
+            inner_map = _libbpf.map_open(spec.inner_path)
+        elif spec.inner is not None:
+            inner_map = create_map(spec.inner)
+        flags = spec.flags | (_libbpf.MAP_FLAGS["numa_node"] if spec.numa_node is not None else 0)
+        return _libbpf.map_create(
+            spec.type,
+            spec.name,
+            spec.key_size,
+            spec.value_size,
+            spec.max_entries,
+            label=spec.path,
+            flags=flags,
+            btf_fd=btf_fd,
+            btf_key_type_id=key_id,
+            btf_value_type_id=value_id,
+            inner_map_fd=inner_map.fd if inner_map else None,
+            numa_node=spec.numa_node or 0,
+        )
+    finally:
+        # The kernel keeps what it needs (BTF and the inner map template are referenced by the new map).
+        if btf_fd is not None:
+            btf_fd.close()
+        if inner_map is not None:
+            inner_map.close()
+
+
+def create_pinned_map(spec: MapSpec, replace: bool = False) -> MapState:
+    """Create the map and pin it at spec.path (replacing an existing pin when asked); returns its state."""
+    _ensure_parent(spec.path)
+    with create_map(spec) as bpf_map:
+        if replace and os.path.lexists(spec.path):
+            # Pins cannot be renamed over atomically on bpffs; the window is one unlink+pin.
+            _libbpf.unpin(spec.path)
+        bpf_map.pin(spec.path)
+        return map_state(bpf_map, spec.path)
+
+
+def remove_pin(path: str) -> None:
+    _libbpf.unpin(path)

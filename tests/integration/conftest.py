@@ -1,0 +1,94 @@
+"""Fixtures for tests against the real kernel: bpffs, throwaway pin directories, module and playbook runners."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+MODULES = REPO / "plugins" / "modules"
+BPFFS = "/sys/fs/bpf"
+
+
+def _bpffs_mounted() -> bool:
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        return any(line.split()[4] == BPFFS and " - bpf " in line for line in f)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kernel_ready() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("integration tests run against the real kernel and need root (CAP_BPF, CAP_NET_ADMIN)")
+    if not _bpffs_mounted():
+        subprocess.run(["mount", "-t", "bpf", "bpf", BPFFS], check=True)
+
+
+@pytest.fixture
+def pin_dir() -> Any:
+    """A fresh directory on bpffs, removed with every pin in it afterwards, even when the test fails."""
+    path = Path(BPFFS) / f"cnf-test-{uuid.uuid4().hex[:10]}"
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def run_module(name: str, args: dict[str, Any], check: bool = False, diff: bool = False) -> dict[str, Any]:
+    """Run one module the way Ansible does for a local connection (an args file), and return its JSON result."""
+    payload = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check, _ansible_diff=diff)}
+    args_file = Path(f"/tmp/cnf-ebpf-args-{uuid.uuid4().hex}.json")
+    args_file.write_text(json.dumps(payload))
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(MODULES / f"{name}.py"), str(args_file)], capture_output=True, text=True, check=False
+        )
+    finally:
+        args_file.unlink()
+    try:
+        return json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"module {name} printed no JSON:\n{proc.stdout}\n{proc.stderr}") from None
+
+
+def run_playbook(
+    workdir: Path, tasks: list[dict[str, Any]], check: bool = False, diff: bool = False
+) -> dict[str, Any]:
+    """Run tasks in a playbook on localhost; each task's registered result comes back under its `register` name."""
+    names = [t["register"] for t in tasks if "register" in t]
+    out = workdir / "results.json"
+    collect = {
+        "name": "collect results",
+        "ansible.builtin.copy": {
+            "dest": str(out),
+            "content": "{{ {" + ", ".join(f"'{n}': {n}" for n in names) + "} | to_json }}",
+        },
+        "check_mode": False,
+        "diff": False,
+    }
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [*tasks, collect]}]
+    book = workdir / "play.yml"
+    book.write_text(yaml.safe_dump(play, sort_keys=False))
+    cmd = ["ansible-playbook", "-i", "localhost,", "-c", "local", str(book)]
+    if check:
+        cmd.append("--check")
+    if diff:
+        cmd.append("--diff")
+    env = dict(os.environ, ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if not out.exists():
+        raise AssertionError(f"playbook failed:\n{proc.stdout}\n{proc.stderr}")
+    results = json.loads(out.read_text())
+    results["_stdout"] = proc.stdout
+    return results
+
+
+def bpftool(*args: str) -> Any:
+    proc = subprocess.run(["bpftool", "-j", *args], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout)

@@ -518,6 +518,10 @@ class _BtfParser:
                     v_name = self.string(u32.unpack_from(data, pos)[0], tid)
                     if kind == 6:
                         val = (i32 if kflag else u32).unpack_from(data, pos + 4)[0]
+                        if not kflag and size_or_type < 4:
+                            # clang writes negative values of small enums as 32-bit patterns;
+                            # keep what the enum's own bytes hold.
+                            val &= (1 << (8 * size_or_type)) - 1
                     else:
                         lo, hi = struct.unpack_from(bo + 'II', data, pos + 4)
                         val = (hi << 32) | lo
@@ -938,7 +942,8 @@ def _layout(fields: Sequence[_FieldSpec], packed: bool, is_union: bool) -> Tuple
                 start = bit
                 if start // unit != (start + f.bits - 1) // unit:
                     start = _roundup(start, unit)
-            if f.name or not packed:
+            if f.name:
+                # Unnamed bitfields (padding) do not raise the struct's alignment.
                 struct_align = max(struct_align, align)
             if f.name:
                 members.append(Member(f.name, f.type, start, f.bits))
@@ -1019,57 +1024,113 @@ def to_schema(t: BtfType) -> Any:
 
 
 def _struct_schema(t: Struct) -> Dict[str, Any]:
-    fields: List[Dict[str, Any]] = []
-    for m in t.members:
-        f: Dict[str, Any] = {}
-        if m.name:
-            f['name'] = m.name
-        f['type'] = to_schema(m.type)
-        if m.bitfield_size:
-            f['bits'] = m.bitfield_size
-        fields.append(f)
     out: Dict[str, Any] = {}
     if t.name:
         out['name'] = t.name
     out['kind'] = t.kind
-    want = [(m.bit_offset, m.bitfield_size) for m in t.members]
-
-    def attempt(packed: bool, aligns: Dict[int, int]) -> Tuple[List[Tuple[int, int]], int]:
-        specs = []
-        for i, (m, f) in enumerate(zip(t.members, fields)):
-            specs.append(_FieldSpec(m.name, m.type, m.bitfield_size or None, aligns.get(i), ''))
-        members, size, _align = _layout(specs, packed, t.is_union)
-        return [(mm.bit_offset, mm.bitfield_size) for mm in members], size
-
-    chosen: Optional[Tuple[bool, Dict[int, int]]] = None
+    fields = None
     for packed in (False, True):
-        got, size = attempt(packed, {})
-        if got == want and size == t.size:
-            chosen = (packed, {})
+        fields = _fit_fields(t, packed)
+        if fields is not None:
+            if packed:
+                out['packed'] = True
             break
-    if chosen is None:
-        # Members placed further than natural alignment: explain them with per-field align
-        # (__attribute__((aligned(N))) in C).
-        for packed in (False, True):
-            aligns: Dict[int, int] = {}
-            for i, m in enumerate(t.members):
-                got, _size = attempt(packed, aligns)
-                if got[i] != want[i] and not m.bitfield_size and got[i][0] < want[i][0]:
-                    a = 1
-                    while a <= 4096 and (m.bit_offset % (a * 16) == 0):
-                        a *= 2
-                    aligns[i] = a
-            got, size = attempt(packed, aligns)
-            if got == want and size == t.size:
-                chosen = (packed, aligns)
-                break
-    if chosen is not None:
-        if chosen[0]:
-            out['packed'] = True
-        for i, a in chosen[1].items():
-            fields[i]['align'] = a
+    if fields is None:
+        # Not expressible with our schema (e.g. hand-made BTF); give the natural layout.
+        fields = [_field_dict(m.name, to_schema(m.type), m.bitfield_size or None) for m in t.members]
     out['fields'] = fields
     return out
+
+
+def _field_dict(name: str, type_schema: Any, bits: Optional[int] = None, align: Optional[int] = None) -> Dict[str, Any]:
+    f: Dict[str, Any] = {}
+    if name:
+        f['name'] = name
+    f['type'] = type_schema
+    if bits is not None:
+        f['bits'] = bits
+    if align is not None:
+        f['align'] = align
+    return f
+
+
+_PAD_TYPES = {2: 'u16', 4: 'u32', 8: 'u64', 16: 'u128'}
+
+
+def _fit_fields(t: Struct, packed: bool) -> Optional[List[Dict[str, Any]]]:
+    """Fields reproducing ``t``'s exact layout, adding what C would need where members sit further
+    than natural placement: a zero-width bitfield, an ``align``, or unnamed padding bitfields."""
+    specs: List[_FieldSpec] = []
+    fields: List[Dict[str, Any]] = []
+
+    def pad_spec(type_schema: str, bits: int) -> Tuple[_FieldSpec, Dict[str, Any]]:
+        return (_FieldSpec('', type_from_schema(type_schema), bits, None, ''), _field_dict('', type_schema, bits))
+
+    for m in t.members:
+        schema = to_schema(m.type)
+        bits = m.bitfield_size or None
+        spec = _FieldSpec(m.name, m.type, bits, None, '')
+        members, _size, _align = _layout(specs + [spec], packed, t.is_union)
+        got = members[-1].bit_offset
+        if got == m.bit_offset:
+            specs.append(spec)
+            fields.append(_field_dict(m.name, schema, bits))
+            continue
+        if got > m.bit_offset:
+            return None
+        options: List[Tuple[List[_FieldSpec], List[Dict[str, Any]]]] = []
+        for a, pad_type in _PAD_TYPES.items():
+            ps, pf = pad_spec(pad_type, 0)
+            options.append(([ps, spec], [pf, _field_dict(m.name, schema, bits)]))
+        if bits is None:
+            for shift in range(1, 13):
+                a = 1 << shift
+                options.append(([_FieldSpec(m.name, m.type, None, a, '')], [_field_dict(m.name, schema, None, a)]))
+        gap = m.bit_offset - got
+        if gap % 8 == 0 and bits is None:
+            pads = [pad_spec('u8', 8) for _ in range(gap // 8)]
+        else:
+            pads = [pad_spec(_PAD_TYPES.get(m.type.size, 'u8') if bits else 'u8', gap)] if gap <= 64 else []
+        if pads:
+            options.append(([p[0] for p in pads] + [spec], [p[1] for p in pads] + [_field_dict(m.name, schema, bits)]))
+        for extra_specs, extra_fields in options:
+            try:
+                members, _size, _align = _layout(specs + extra_specs, packed, t.is_union)
+            except BtfError:
+                continue
+            if members[-1].bit_offset == m.bit_offset:
+                specs.extend(extra_specs)
+                fields.extend(extra_fields)
+                break
+        else:
+            return None
+    _members, size, _align = _layout(specs, packed, t.is_union)
+    if size != t.size:
+        tail: List[Tuple[_FieldSpec, Dict[str, Any]]] = [pad_spec(pt, 0) for pt in _PAD_TYPES.values()]
+        for ps, pf in tail:
+            if _layout(specs + [ps], packed, t.is_union)[1] == t.size:
+                specs.append(ps)
+                fields.append(pf)
+                break
+        else:
+            if size > t.size:
+                return None
+            if t.is_union:
+                # Members of a union overlap, so one unnamed bitfield spanning the size pads it.
+                width = t.size * 8
+                pad_type = next((n for n in ('u8', 'u16', 'u32', 'u64', 'u128') if int(n[1:]) >= width), None)
+                if pad_type is None:
+                    return None
+                pads = [pad_spec(pad_type, width)]
+            else:
+                pads = [pad_spec('u8', 8) for _ in range(t.size - size)]
+            specs.extend(p[0] for p in pads)
+            fields.extend(p[1] for p in pads)
+    members, size, _align = _layout(specs, packed, t.is_union)
+    if size != t.size or [(m.bit_offset, m.bitfield_size) for m in members] != \
+            [(m.bit_offset, m.bitfield_size) for m in t.members]:
+        return None
+    return fields
 
 
 # ----------------------------------------------------------------------------------------------

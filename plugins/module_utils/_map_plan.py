@@ -127,8 +127,8 @@ def build_map_spec(params: dict[str, Any], *, page_size: int, possible_cpus: int
         if inner_params.get("path") and not inner_params.get("type"):
             inner_path = inner_params["path"]
         else:
-            inner_decl = dict(inner_params)
-            inner_decl.setdefault("path", path + ".inner")
+            # The template is never pinned; its "path" only names it in errors.
+            inner_decl = dict(inner_params, path=inner_params.get("path") or path + ".inner")
             try:
                 inner = build_map_spec(inner_decl, page_size=page_size, possible_cpus=possible_cpus)
             except SpecError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -87,6 +88,13 @@ def run_playbook(
     results = json.loads(out.read_text())
     results["_stdout"] = proc.stdout
     return results
+
+
+def compile_bpf(src: Path, out: Path) -> Path:
+    """clang -target bpf with the multiarch include dir Debian keeps <asm/types.h> in."""
+    multiarch = f"/usr/include/{platform.machine()}-linux-gnu"
+    subprocess.run(["clang", "-O2", "-g", "-target", "bpf", "-I", multiarch, "-c", str(src), "-o", str(out)], check=True)
+    return out
 
 
 def bpftool(*args: str) -> Any:

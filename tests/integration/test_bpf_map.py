@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import bpftool, run_module, run_playbook
+from .conftest import bpftool, compile_bpf, run_module, run_playbook
 
 FLOW_KEY = {
     "name": "flow_key",
@@ -157,8 +159,6 @@ def test_permissions_are_applied_idempotently(pin_dir: Path) -> None:
     assert run_module("bpf_map", args)["changed"] is True
     st = path.stat()
     assert stat.S_IMODE(st.st_mode) == 0o600
-    import grp
-
     assert grp.getgrgid(st.st_gid).gr_name == "adm"
     assert run_module("bpf_map", args)["changed"] is False
     changed = run_module("bpf_map", dict(args, mode="0640"), diff=True)
@@ -209,18 +209,11 @@ def test_path_outside_bpffs_is_refused(tmp_path: Path) -> None:
     assert not path.parent.exists()
 
 
-def test_pin_that_is_not_a_map_is_reported(pin_dir: Path) -> None:
+def test_pin_that_is_not_a_map_is_reported(pin_dir: Path, tmp_path: Path) -> None:
     # A program pin where a map is declared: the module must say so, not misread it.
-    import subprocess
-
-    obj = pin_dir.parent / f"{pin_dir.name}.o"
-    src = Path(__file__).parent / "data" / "xdp_pass.c"
-    subprocess.run(["clang", "-O2", "-g", "-target", "bpf", "-c", str(src), "-o", str(obj)], check=True)
-    try:
-        pin_dir.mkdir()
-        subprocess.run(["bpftool", "prog", "load", str(obj), str(pin_dir / "prog")], check=True)
-    finally:
-        obj.unlink(missing_ok=True)
+    obj = compile_bpf(Path(__file__).parent / "data" / "xdp_pass.c", tmp_path / "xdp_pass.o")
+    pin_dir.mkdir()
+    subprocess.run(["bpftool", "prog", "load", str(obj), str(pin_dir / "prog")], check=True)
     result = run_module("bpf_map", {"path": str(pin_dir / "prog"), "type": "hash", "key": "u32", "value": "u32",
                                     "max_entries": 4})
     assert result["failed"] is True

@@ -502,6 +502,20 @@ def btf_info(fd: Fd) -> dict[str, Any]:
     return {"id": i.id, "btf_size": i.btf_size, "kernel_btf": bool(i.kernel_btf)}
 
 
+def obj_kind(fd: Fd) -> str:
+    """'map', 'prog', 'link' or 'btf': bpf_obj_get_info_by_fd fills any object's info without saying which kind it
+    is, so ask /proc's fdinfo, which prints map_type/prog_type/link_type lines."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd.fd}", encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise BpfError("inspect", fd.label, exc.errno or errno_mod.EIO) from exc
+    for kind in ("map", "prog", "link"):
+        if f"\n{kind}_type:" in text:
+            return kind
+    return "btf" if "btf_id:" in text else "unknown"
+
+
 def flag_names(flags: int) -> list[str]:
     return [name for name, bit in MAP_FLAGS.items() if flags & bit]
 
@@ -579,12 +593,10 @@ class BpfMap:
 
     def __init__(self, fd: Fd) -> None:
         self.fd = fd
-        try:
-            self.info = map_info(fd)
-        except BpfError as exc:
-            if exc.errno == errno_mod.EINVAL:
-                raise BpfError("open", fd.label, exc.errno, "the pinned object is not a BPF map") from exc
-            raise
+        kind = obj_kind(fd)
+        if kind != "map":
+            raise BpfError("open", fd.label, errno_mod.EINVAL, f"the pinned object is a {kind}, not a BPF map")
+        self.info = map_info(fd)
         self.type: str = self.info["type"]
         self.key_size: int = self.info["key_size"]
         self.value_size: int = self.info["value_size"]

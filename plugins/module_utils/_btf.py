@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: contributors to the cnf.ebpf collection
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """BTF type model, raw BTF parser, schema -> model layout and layout comparison.
@@ -17,13 +16,38 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 __all__ = [
-    'BtfError', 'BtfType', 'Void', 'Int', 'Ptr', 'Array', 'Member', 'Struct', 'Enum', 'Fwd',
-    'Typedef', 'Modifier', 'Float', 'Func', 'FuncProto', 'Var', 'Datasec', 'DeclTag', 'Btf',
-    'resolve', 'type_name', 'alignof', 'int_type', 'type_from_schema', 'to_schema', 'compare_layout',
-    'SCALAR_NAMES', 'VOID',
+    'SCALAR_NAMES',
+    'VOID',
+    'Array',
+    'Btf',
+    'BtfError',
+    'BtfType',
+    'Datasec',
+    'DeclTag',
+    'Enum',
+    'Float',
+    'Func',
+    'FuncProto',
+    'Fwd',
+    'Int',
+    'Member',
+    'Modifier',
+    'Ptr',
+    'Struct',
+    'Typedef',
+    'Var',
+    'Void',
+    'alignof',
+    'compare_layout',
+    'int_type',
+    'resolve',
+    'to_schema',
+    'type_from_schema',
+    'type_name',
 ]
 
 
@@ -57,10 +81,10 @@ VOID = Void()
 
 class Int(BtfType):
     kind = 'int'
-    __slots__ = ('name', '_size', 'signed', 'is_char', 'is_bool', 'bits', 'bit_offset')
+    __slots__ = ('_size', 'bit_offset', 'bits', 'is_bool', 'is_char', 'name', 'signed')
 
     def __init__(self, name: str, size: int, signed: bool = False, is_char: bool = False, is_bool: bool = False,
-                 bits: Optional[int] = None, bit_offset: int = 0) -> None:
+                 bits: int | None = None, bit_offset: int = 0) -> None:
         self.name = name
         self._size = size
         self.signed = signed
@@ -88,9 +112,9 @@ class Ptr(BtfType):
 
 class Array(BtfType):
     kind = 'array'
-    __slots__ = ('elem', 'count', 'index_type')
+    __slots__ = ('count', 'elem', 'index_type')
 
-    def __init__(self, elem: BtfType, count: int, index_type: Optional[BtfType] = None) -> None:
+    def __init__(self, elem: BtfType, count: int, index_type: BtfType | None = None) -> None:
         self.elem = elem
         self.count = count
         self.index_type = index_type
@@ -104,7 +128,7 @@ class Member:
     """A struct/union member.  ``bit_offset`` is from the start of the containing struct;
     ``bitfield_size`` is 0 for ordinary members."""
 
-    __slots__ = ('name', 'type', 'bit_offset', 'bitfield_size')
+    __slots__ = ('bit_offset', 'bitfield_size', 'name', 'type')
 
     def __init__(self, name: str, type: BtfType, bit_offset: int, bitfield_size: int = 0) -> None:
         self.name = name
@@ -126,10 +150,10 @@ class Struct(BtfType):
     """STRUCT or UNION.  ``align`` is known for schema-built types; for types parsed from BTF
     it is inferred (natural alignment, or 1 when the member offsets show the struct is packed)."""
 
-    __slots__ = ('name', '_size', 'members', 'is_union', '_align', 'packed')
+    __slots__ = ('_align', '_size', 'is_union', 'members', 'name', 'packed')
 
-    def __init__(self, name: str, size: int, members: Optional[List[Member]] = None, is_union: bool = False,
-                 align: Optional[int] = None, packed: Optional[bool] = None) -> None:
+    def __init__(self, name: str, size: int, members: list[Member] | None = None, is_union: bool = False,
+                 align: int | None = None, packed: bool | None = None) -> None:
         self.name = name
         self._size = size
         self.members = members if members is not None else []
@@ -151,7 +175,7 @@ class Struct(BtfType):
             self._align, self.packed = _infer_struct_align(self)
         return self._align
 
-    def member(self, name: str) -> Optional[Member]:
+    def member(self, name: str) -> Member | None:
         for m in self.members:
             if m.name == name:
                 return m
@@ -162,10 +186,10 @@ class Enum(BtfType):
     """ENUM and ENUM64."""
 
     kind = 'enum'
-    __slots__ = ('name', '_size', 'signed', 'values')
+    __slots__ = ('_size', 'name', 'signed', 'values')
 
     def __init__(self, name: str, size: int, signed: bool = False,
-                 values: Optional[List[Tuple[str, int]]] = None) -> None:
+                 values: list[tuple[str, int]] | None = None) -> None:
         self.name = name
         self._size = size
         self.signed = signed
@@ -178,7 +202,7 @@ class Enum(BtfType):
 
 class Fwd(BtfType):
     kind = 'fwd'
-    __slots__ = ('name', 'is_union')
+    __slots__ = ('is_union', 'name')
 
     def __init__(self, name: str, is_union: bool = False) -> None:
         self.name = name
@@ -208,7 +232,7 @@ class Modifier(BtfType):
 
     def __init__(self, kind: str, type: BtfType, name: str = '') -> None:
         if kind not in MODIFIER_KINDS:
-            raise BtfError('unknown modifier kind %r' % kind)
+            raise BtfError(f'unknown modifier kind {kind!r}')
         self.kind = kind  # type: ignore[misc]
         self.type = type
         self.name = name
@@ -220,7 +244,7 @@ class Modifier(BtfType):
 
 class Float(BtfType):
     kind = 'float'
-    __slots__ = ('name', '_size')
+    __slots__ = ('_size', 'name')
 
     def __init__(self, name: str, size: int) -> None:
         self.name = name
@@ -233,7 +257,7 @@ class Float(BtfType):
 
 class Func(BtfType):
     kind = 'func'
-    __slots__ = ('name', 'type', 'linkage')
+    __slots__ = ('linkage', 'name', 'type')
 
     def __init__(self, name: str, type: BtfType, linkage: int = 0) -> None:
         self.name = name
@@ -243,16 +267,16 @@ class Func(BtfType):
 
 class FuncProto(BtfType):
     kind = 'func_proto'
-    __slots__ = ('ret', 'params')
+    __slots__ = ('params', 'ret')
 
-    def __init__(self, ret: BtfType, params: Optional[List[Tuple[str, BtfType]]] = None) -> None:
+    def __init__(self, ret: BtfType, params: list[tuple[str, BtfType]] | None = None) -> None:
         self.ret = ret
         self.params = params if params is not None else []
 
 
 class Var(BtfType):
     kind = 'var'
-    __slots__ = ('name', 'type', 'linkage')
+    __slots__ = ('linkage', 'name', 'type')
 
     def __init__(self, name: str, type: BtfType, linkage: int = 0) -> None:
         self.name = name
@@ -269,9 +293,9 @@ class Datasec(BtfType):
     size and offsets are still 0 (libbpf fixes them up at load time); we keep them as given."""
 
     kind = 'datasec'
-    __slots__ = ('name', '_size', 'vars')
+    __slots__ = ('_size', 'name', 'vars')
 
-    def __init__(self, name: str, size: int, vars: Optional[List[Tuple[BtfType, int, int]]] = None) -> None:
+    def __init__(self, name: str, size: int, vars: list[tuple[BtfType, int, int]] | None = None) -> None:
         self.name = name
         self._size = size
         self.vars = vars if vars is not None else []
@@ -283,7 +307,7 @@ class Datasec(BtfType):
 
 class DeclTag(BtfType):
     kind = 'decl_tag'
-    __slots__ = ('name', 'type', 'component_idx')
+    __slots__ = ('component_idx', 'name', 'type')
 
     def __init__(self, name: str, type: BtfType, component_idx: int = -1) -> None:
         self.name = name
@@ -311,22 +335,22 @@ def type_name(t: BtfType) -> str:
             t = t.elem
         return type_name(t) + dims
     if isinstance(t, Struct):
-        return '%s %s' % (t.kind, t.name or '(anon)')
+        return '{} {}'.format(t.kind, t.name or '(anon)')
     if isinstance(t, Enum):
         return 'enum %s' % (t.name or '(anon)')
     if isinstance(t, Fwd):
-        return '%s %s' % ('union' if t.is_union else 'struct', t.name)
+        return '{} {}'.format('union' if t.is_union else 'struct', t.name)
     if isinstance(t, Ptr):
         return type_name(t.target) + ' *' if not isinstance(t.target, Ptr) else type_name(t.target) + '*'
     if isinstance(t, Modifier):
         if t.kind == 'type_tag':
             return type_name(t.type)
-        return '%s %s' % (t.kind, type_name(t.type))
+        return f'{t.kind} {type_name(t.type)}'
     if isinstance(t, Void):
         return 'void'
     if isinstance(t, FuncProto):
         return 'func_proto'
-    return t.name or '(anon %s)' % t.kind
+    return t.name or f'(anon {t.kind})'
 
 
 def alignof(t: BtfType) -> int:
@@ -344,7 +368,7 @@ def alignof(t: BtfType) -> int:
     return 1
 
 
-def _infer_struct_align(s: Struct) -> Tuple[int, bool]:
+def _infer_struct_align(s: Struct) -> tuple[int, bool]:
     natural = 1
     for m in s.members:
         natural = max(natural, alignof(m.type))
@@ -378,7 +402,7 @@ class Btf:
     the last valid id (libbpf's ``btf__type_cnt``).
     """
 
-    def __init__(self, types: List[BtfType], base: Optional['Btf'] = None, byteorder: str = 'little',
+    def __init__(self, types: list[BtfType], base: Btf | None = None, byteorder: str = 'little',
                  strings: bytes = b'') -> None:
         self.base = base
         self.start_id = len(base) if base is not None else 1
@@ -401,12 +425,12 @@ class Btf:
             raise KeyError(type_id)
         return self._types[idx]
 
-    def types(self) -> Iterator[Tuple[int, BtfType]]:
+    def types(self) -> Iterator[tuple[int, BtfType]]:
         """(id, type) for this BTF's own types (not the base's)."""
         for i, t in enumerate(self._types):
             yield self.start_id + i, t
 
-    def find(self, name: str, kind: Optional[str] = None) -> Optional[BtfType]:
+    def find(self, name: str, kind: str | None = None) -> BtfType | None:
         """First type called ``name`` (and of ``kind``, e.g. 'struct', 'typedef'), own types first."""
         for t in self._types:
             if t.name == name and (kind is None or t.kind == kind):
@@ -415,7 +439,7 @@ class Btf:
             return self.base.find(name, kind)
         return None
 
-    def find_id(self, name: str, kind: Optional[str] = None) -> int:
+    def find_id(self, name: str, kind: str | None = None) -> int:
         """Id of the first type called ``name``; 0 when there is none."""
         for i, t in self.types():
             if t.name == name and (kind is None or t.kind == kind):
@@ -425,12 +449,12 @@ class Btf:
         return 0
 
     @classmethod
-    def from_raw(cls, data: Union[bytes, bytearray, memoryview], base: Optional['Btf'] = None) -> 'Btf':
+    def from_raw(cls, data: bytes | bytearray | memoryview, base: Btf | None = None) -> Btf:
         return _BtfParser(bytes(data), base).parse()
 
 
 class _BtfParser:
-    def __init__(self, data: bytes, base: Optional[Btf]) -> None:
+    def __init__(self, data: bytes, base: Btf | None) -> None:
         self.data = data
         self.base = base
 
@@ -446,7 +470,7 @@ class _BtfParser:
         elif struct.unpack_from('>H', data)[0] == BTF_MAGIC:
             bo, byteorder = '>', 'big'
         else:
-            raise self.fail('bad magic 0x%04x' % struct.unpack_from('<H', data)[0])
+            raise self.fail('bad magic 0x{:04x}'.format(struct.unpack_from('<H', data)[0]))
         self.bo = bo
         _magic, version, _flags, hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from(bo + 'HBBIIIII', data)
         if version != 1:
@@ -462,7 +486,7 @@ class _BtfParser:
         self.start_id = start_id
 
         # Pass 1: decode records, create objects, remember raw type-id references.
-        records: List[Tuple[int, str, BtfType, Any]] = []
+        records: list[tuple[int, str, BtfType, Any]] = []
         pos, end = tstart, tstart + type_len
         u32 = struct.Struct(bo + 'I')
         i32 = struct.Struct(bo + 'i')
@@ -481,7 +505,7 @@ class _BtfParser:
 
             def need(n: int) -> None:
                 if pos + n > end:
-                    raise self.fail('%s: truncated' % where)
+                    raise self.fail(f'{where}: truncated')
 
             obj: BtfType
             refs: Any = None
@@ -589,7 +613,7 @@ class _BtfParser:
                 obj.elem, obj.index_type = ref(refs[0], where), ref(refs[1], where)
             elif isinstance(obj, Struct):
                 for m_name, m_type, bit_off, bf_size in refs:
-                    mt = ref(m_type, '%s member %r' % (where, m_name))
+                    mt = ref(m_type, f'{where} member {m_name!r}')
                     if not bf_size:
                         # Pre-kflag BTF encodes bitfields in the INT type itself.
                         base_int = _resolve_lenient(mt)
@@ -608,12 +632,12 @@ class _BtfParser:
         return btf
 
     @staticmethod
-    def check_cycles(records: Sequence[Tuple[int, str, BtfType, Any]]) -> None:
+    def check_cycles(records: Sequence[tuple[int, str, BtfType, Any]]) -> None:
         # Sizes are computed through typedefs, arrays and members; a loop there (only
         # possible in corrupt BTF) would recurse forever later, so reject it now.
-        state: Dict[int, int] = {}
+        state: dict[int, int] = {}
 
-        def edges(t: BtfType) -> List[BtfType]:
+        def edges(t: BtfType) -> list[BtfType]:
             if isinstance(t, (Typedef, Modifier, Var)):
                 return [t.type]
             if isinstance(t, Array):
@@ -636,7 +660,7 @@ class _BtfParser:
                     continue
                 st = state.get(id(nxt), 0)
                 if st == 1:
-                    raise BtfError('BTF: %s: type refers to itself' % where)
+                    raise BtfError(f'BTF: {where}: type refers to itself')
                 if st == 0:
                     state[id(nxt)] = 1
                     stack.append((nxt, iter(edges(nxt))))
@@ -679,7 +703,7 @@ def int_type(size: int, signed: bool) -> Int:
     return Int(names[(size, signed)], size, signed)
 
 
-_SCALAR_SPECS: Dict[str, Tuple[str, int, bool]] = {}
+_SCALAR_SPECS: dict[str, tuple[str, int, bool]] = {}
 for _size in (1, 2, 4, 8, 16):
     _bits = _size * 8
     for _alias in ('u%d' % _bits, '__u%d' % _bits, 'uint%d_t' % _bits):
@@ -707,7 +731,7 @@ def _scalar(name: str, path: str) -> BtfType:
     key = ' '.join(name.split())
     spec = _SCALAR_SPECS.get(key)
     if spec is None:
-        raise BtfError('%s: unknown type %r' % (path, name))
+        raise BtfError(f'{path}: unknown type {name!r}')
     what, size, signed = spec
     if what == 'int':
         return int_type(size, signed)
@@ -720,39 +744,39 @@ def _scalar(name: str, path: str) -> BtfType:
     return Typedef(key, int_type(size, False))
 
 
-def _check_keys(spec: Dict[str, Any], allowed: Sequence[str], path: str) -> None:
+def _check_keys(spec: dict[str, Any], allowed: Sequence[str], path: str) -> None:
     unknown = sorted(str(k) for k in spec if k not in allowed)
     if unknown:
-        raise BtfError('%s: unknown key%s %s (allowed: %s)' % (
+        raise BtfError('{}: unknown key{} {} (allowed: {})'.format(
             path, 's' if len(unknown) > 1 else '', ', '.join(repr(k) for k in unknown), ', '.join(allowed)))
 
 
-def _get_int(spec: Dict[str, Any], key: str, path: str, default: Optional[int] = None) -> Optional[int]:
+def _get_int(spec: dict[str, Any], key: str, path: str, default: int | None = None) -> int | None:
     val = spec.get(key, default)
     if val is None:
         return None
     if isinstance(val, bool) or not isinstance(val, int):
         if isinstance(val, str) and re.match(r'^\s*\d+\s*$', val):
             return int(val)
-        raise BtfError('%s.%s: expected an integer, got %r' % (path, key, val))
+        raise BtfError(f'{path}.{key}: expected an integer, got {val!r}')
     return val
 
 
-def _get_bool(spec: Dict[str, Any], key: str, path: str, default: bool) -> bool:
+def _get_bool(spec: dict[str, Any], key: str, path: str, default: bool) -> bool:
     val = spec.get(key, default)
     if not isinstance(val, bool):
-        raise BtfError('%s.%s: expected true or false, got %r' % (path, key, val))
+        raise BtfError(f'{path}.{key}: expected true or false, got {val!r}')
     return val
 
 
-def _get_name(spec: Dict[str, Any], path: str, required: bool = False) -> str:
+def _get_name(spec: dict[str, Any], path: str, required: bool = False) -> str:
     name = spec.get('name', '')
     if name is None:
         name = ''
     if not isinstance(name, str) or (name and not _IDENT.match(name)):
-        raise BtfError('%s.name: %r is not a C identifier' % (path, name))
+        raise BtfError(f'{path}.name: {name!r} is not a C identifier')
     if required and not name:
-        raise BtfError('%s.name: required' % path)
+        raise BtfError(f'{path}.name: required')
     return name
 
 
@@ -773,14 +797,14 @@ def type_from_schema(spec: Any, path: str = 'value') -> BtfType:
             dims = [int(d) for d in re.findall(r'\d+', m.group(2))]
             for d in dims:
                 if d <= 0:
-                    raise BtfError('%s: array count must be positive in %r' % (path, spec))
+                    raise BtfError(f'{path}: array count must be positive in {spec!r}')
             t: BtfType = elem
             for d in reversed(dims):
                 t = Array(t, d)
             return t
         return _scalar(spec, path)
     if not isinstance(spec, dict):
-        raise BtfError('%s: expected a type name or a mapping, got %r' % (path, spec))
+        raise BtfError(f'{path}: expected a type name or a mapping, got {spec!r}')
     kind = spec.get('kind')
     if kind == 'enum':
         return _enum_from_schema(spec, path)
@@ -789,52 +813,52 @@ def type_from_schema(spec: Any, path: str = 'value') -> BtfType:
     if 'count' in spec:
         _check_keys(spec, ('type', 'count'), path)
         if 'type' not in spec:
-            raise BtfError('%s.type: required' % path)
+            raise BtfError(f'{path}.type: required')
         count = _get_int(spec, 'count', path)
         assert count is not None
         if count <= 0:
             raise BtfError('%s.count: array count must be positive, got %d' % (path, count))
         return Array(type_from_schema(spec['type'], path + '.type'), count)
     if kind is not None:
-        raise BtfError('%s.kind: expected struct, union or enum, got %r' % (path, kind))
-    raise BtfError('%s: expected a struct/union (with fields), an enum (kind: enum) or an array (type, count)' % path)
+        raise BtfError(f'{path}.kind: expected struct, union or enum, got {kind!r}')
+    raise BtfError(f'{path}: expected a struct/union (with fields), an enum (kind: enum) or an array (type, count)')
 
 
-def _enum_from_schema(spec: Dict[str, Any], path: str) -> Enum:
+def _enum_from_schema(spec: dict[str, Any], path: str) -> Enum:
     _check_keys(spec, ('kind', 'name', 'size', 'signed', 'values'), path)
     name = _get_name(spec, path)
     size = _get_int(spec, 'size', path, 4)
     if size not in (1, 2, 4, 8):
-        raise BtfError('%s.size: enum size must be 1, 2, 4 or 8, got %r' % (path, size))
+        raise BtfError(f'{path}.size: enum size must be 1, 2, 4 or 8, got {size!r}')
     signed = _get_bool(spec, 'signed', path, False)
     raw = spec.get('values')
-    items: List[Tuple[Any, Any, str]] = []
+    items: list[tuple[Any, Any, str]] = []
     if isinstance(raw, dict):
-        items = [(k, v, '%s.values.%s' % (path, k)) for k, v in raw.items()]
+        items = [(k, v, f'{path}.values.{k}') for k, v in raw.items()]
     elif isinstance(raw, list):
         for i, entry in enumerate(raw):
             epath = '%s.values[%d]' % (path, i)
             if not isinstance(entry, dict):
-                raise BtfError('%s: expected a mapping with name and value, got %r' % (epath, entry))
+                raise BtfError(f'{epath}: expected a mapping with name and value, got {entry!r}')
             _check_keys(entry, ('name', 'value'), epath)
             if 'name' not in entry or 'value' not in entry:
-                raise BtfError('%s: needs both name and value' % epath)
+                raise BtfError(f'{epath}: needs both name and value')
             items.append((entry['name'], entry['value'], epath))
     else:
-        raise BtfError('%s.values: expected a mapping of names to numbers or a list of {name, value}' % path)
+        raise BtfError(f'{path}.values: expected a mapping of names to numbers or a list of {{name, value}}')
     if not items:
-        raise BtfError('%s.values: an enum needs at least one value' % path)
+        raise BtfError(f'{path}.values: an enum needs at least one value')
     lo, hi = (-(1 << (size * 8 - 1)), (1 << (size * 8 - 1)) - 1) if signed else (0, (1 << (size * 8)) - 1)
-    values: List[Tuple[str, int]] = []
+    values: list[tuple[str, int]] = []
     seen = set()
     for vname, val, vpath in items:
         if not isinstance(vname, str) or not _IDENT.match(vname):
-            raise BtfError('%s: %r is not a C identifier' % (vpath, vname))
+            raise BtfError(f'{vpath}: {vname!r} is not a C identifier')
         if vname in seen:
-            raise BtfError('%s: duplicate enum name %r' % (vpath, vname))
+            raise BtfError(f'{vpath}: duplicate enum name {vname!r}')
         seen.add(vname)
         if isinstance(val, bool) or not isinstance(val, int):
-            raise BtfError('%s: expected an integer, got %r' % (vpath, val))
+            raise BtfError(f'{vpath}: expected an integer, got {val!r}')
         if not lo <= val <= hi:
             raise BtfError('%s: %d is out of range for a %s %d-byte enum (%d..%d)' % (
                 vpath, val, 'signed' if signed else 'unsigned', size, lo, hi))
@@ -843,9 +867,9 @@ def _enum_from_schema(spec: Dict[str, Any], path: str) -> Enum:
 
 
 class _FieldSpec:
-    __slots__ = ('name', 'type', 'bits', 'align', 'path')
+    __slots__ = ('align', 'bits', 'name', 'path', 'type')
 
-    def __init__(self, name: str, type: BtfType, bits: Optional[int], align: Optional[int], path: str) -> None:
+    def __init__(self, name: str, type: BtfType, bits: int | None, align: int | None, path: str) -> None:
         self.name = name
         self.type = type
         self.bits = bits
@@ -853,58 +877,58 @@ class _FieldSpec:
         self.path = path
 
 
-def _struct_from_schema(spec: Dict[str, Any], path: str) -> Struct:
+def _struct_from_schema(spec: dict[str, Any], path: str) -> Struct:
     _check_keys(spec, ('name', 'kind', 'packed', 'fields'), path)
     name = _get_name(spec, path)
     kind = spec.get('kind', 'struct')
     if kind not in ('struct', 'union'):
-        raise BtfError('%s.kind: expected struct or union, got %r' % (path, kind))
+        raise BtfError(f'{path}.kind: expected struct or union, got {kind!r}')
     packed = _get_bool(spec, 'packed', path, False)
     fields = spec.get('fields')
     if not isinstance(fields, list) or not fields:
-        raise BtfError('%s.fields: expected a non-empty list of fields' % path)
-    fspecs: List[_FieldSpec] = []
-    names: Dict[str, str] = {}
+        raise BtfError(f'{path}.fields: expected a non-empty list of fields')
+    fspecs: list[_FieldSpec] = []
+    names: dict[str, str] = {}
     for i, f in enumerate(fields):
         fpath = '%s.fields[%d]' % (path, i)
         if not isinstance(f, dict):
-            raise BtfError('%s: expected a mapping with name and type, got %r' % (fpath, f))
+            raise BtfError(f'{fpath}: expected a mapping with name and type, got {f!r}')
         _check_keys(f, ('name', 'type', 'bits', 'align'), fpath)
         fname = _get_name(f, fpath)
         if 'type' not in f:
-            raise BtfError('%s.type: required' % fpath)
+            raise BtfError(f'{fpath}.type: required')
         ftype = type_from_schema(f['type'], fpath + '.type')
         bits = _get_int(f, 'bits', fpath)
         align = _get_int(f, 'align', fpath)
         rt = resolve(ftype)
         if bits is not None:
             if not isinstance(rt, (Int, Enum)):
-                raise BtfError('%s.bits: bitfields need an integer or enum type, not %s' % (
+                raise BtfError('{}.bits: bitfields need an integer or enum type, not {}'.format(
                     fpath, _spec_label(f['type'], ftype)))
             width = 1 if isinstance(rt, Int) and rt.is_bool else rt.size * 8
             if bits < 0 or bits > width:
                 raise BtfError('%s.bits: %d exceeds the %d bits of %s' % (fpath, bits, width, _spec_label(f['type'], ftype))
                                if bits > 0 else '%s.bits: must not be negative, got %d' % (fpath, bits))
             if align is not None:
-                raise BtfError('%s.align: not supported on bitfields' % fpath)
+                raise BtfError(f'{fpath}.align: not supported on bitfields')
             if bits == 0 and fname:
-                raise BtfError('%s.name: a zero-width bitfield cannot be named' % fpath)
+                raise BtfError(f'{fpath}.name: a zero-width bitfield cannot be named')
         if align is not None and (align <= 0 or align & (align - 1)):
             raise BtfError('%s.align: must be a power of two, got %d' % (fpath, align))
         if not fname and bits is None and not isinstance(rt, Struct):
-            raise BtfError('%s.name: required (only struct/union fields and bitfields may be anonymous)' % fpath)
+            raise BtfError(f'{fpath}.name: required (only struct/union fields and bitfields may be anonymous)')
         # C requires the names of anonymous struct/union members to be unique in the parent too.
         for n in ([fname] if fname else (_flat_names(rt) if bits is None else [])):
             if n in names:
-                raise BtfError('%s.name: duplicate field name %r' % (fpath, n))
+                raise BtfError(f'{fpath}.name: duplicate field name {n!r}')
             names[n] = fpath
         fspecs.append(_FieldSpec(fname, ftype, bits, align, fpath))
     members, size, align = _layout(fspecs, packed, kind == 'union')
     return Struct(name, size, members, kind == 'union', align, packed)
 
 
-def _flat_names(t: BtfType) -> List[str]:
-    out: List[str] = []
+def _flat_names(t: BtfType) -> list[str]:
+    out: list[str] = []
     if isinstance(t, Struct):
         for m in t.members:
             if m.name:
@@ -914,9 +938,9 @@ def _flat_names(t: BtfType) -> List[str]:
     return out
 
 
-def _layout(fields: Sequence[_FieldSpec], packed: bool, is_union: bool) -> Tuple[List[Member], int, int]:
+def _layout(fields: Sequence[_FieldSpec], packed: bool, is_union: bool) -> tuple[list[Member], int, int]:
     """C layout of ``fields`` (clang, BPF target). Returns (members, size, alignment)."""
-    members: List[Member] = []
+    members: list[Member] = []
     bit = 0  # next free bit (structs)
     end_bits = 0  # furthest bit used (unions)
     struct_align = 1
@@ -1011,7 +1035,7 @@ def to_schema(t: BtfType) -> Any:
             return '%s[%d]' % (elem, t.count)
         return {'type': elem, 'count': t.count}
     if isinstance(t, Enum):
-        out: Dict[str, Any] = {'kind': 'enum'}
+        out: dict[str, Any] = {'kind': 'enum'}
         if t.name:
             out['name'] = t.name
         out['size'] = t.size
@@ -1020,11 +1044,11 @@ def to_schema(t: BtfType) -> Any:
         return out
     if isinstance(t, Struct):
         return _struct_schema(t)
-    raise BtfError('%s: %s types have no schema' % (type_name(t), t.kind))
+    raise BtfError(f'{type_name(t)}: {t.kind} types have no schema')
 
 
-def _struct_schema(t: Struct) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
+def _struct_schema(t: Struct) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     if t.name:
         out['name'] = t.name
     out['kind'] = t.kind
@@ -1042,8 +1066,8 @@ def _struct_schema(t: Struct) -> Dict[str, Any]:
     return out
 
 
-def _field_dict(name: str, type_schema: Any, bits: Optional[int] = None, align: Optional[int] = None) -> Dict[str, Any]:
-    f: Dict[str, Any] = {}
+def _field_dict(name: str, type_schema: Any, bits: int | None = None, align: int | None = None) -> dict[str, Any]:
+    f: dict[str, Any] = {}
     if name:
         f['name'] = name
     f['type'] = type_schema
@@ -1057,20 +1081,20 @@ def _field_dict(name: str, type_schema: Any, bits: Optional[int] = None, align: 
 _PAD_TYPES = {2: 'u16', 4: 'u32', 8: 'u64', 16: 'u128'}
 
 
-def _fit_fields(t: Struct, packed: bool) -> Optional[List[Dict[str, Any]]]:
+def _fit_fields(t: Struct, packed: bool) -> list[dict[str, Any]] | None:
     """Fields reproducing ``t``'s exact layout, adding what C would need where members sit further
     than natural placement: a zero-width bitfield, an ``align``, or unnamed padding bitfields."""
-    specs: List[_FieldSpec] = []
-    fields: List[Dict[str, Any]] = []
+    specs: list[_FieldSpec] = []
+    fields: list[dict[str, Any]] = []
 
-    def pad_spec(type_schema: str, bits: int) -> Tuple[_FieldSpec, Dict[str, Any]]:
+    def pad_spec(type_schema: str, bits: int) -> tuple[_FieldSpec, dict[str, Any]]:
         return (_FieldSpec('', type_from_schema(type_schema), bits, None, ''), _field_dict('', type_schema, bits))
 
     for m in t.members:
         schema = to_schema(m.type)
         bits = m.bitfield_size or None
         spec = _FieldSpec(m.name, m.type, bits, None, '')
-        members, _size, _align = _layout(specs + [spec], packed, t.is_union)
+        members, _size, _align = _layout([*specs, spec], packed, t.is_union)
         got = members[-1].bit_offset
         if got == m.bit_offset:
             specs.append(spec)
@@ -1078,7 +1102,7 @@ def _fit_fields(t: Struct, packed: bool) -> Optional[List[Dict[str, Any]]]:
             continue
         if got > m.bit_offset:
             return None
-        options: List[Tuple[List[_FieldSpec], List[Dict[str, Any]]]] = []
+        options: list[tuple[list[_FieldSpec], list[dict[str, Any]]]] = []
         for a, pad_type in _PAD_TYPES.items():
             ps, pf = pad_spec(pad_type, 0)
             options.append(([ps, spec], [pf, _field_dict(m.name, schema, bits)]))
@@ -1106,9 +1130,9 @@ def _fit_fields(t: Struct, packed: bool) -> Optional[List[Dict[str, Any]]]:
             return None
     _members, size, _align = _layout(specs, packed, t.is_union)
     if size != t.size:
-        tail: List[Tuple[_FieldSpec, Dict[str, Any]]] = [pad_spec(pt, 0) for pt in _PAD_TYPES.values()]
+        tail: list[tuple[_FieldSpec, dict[str, Any]]] = [pad_spec(pt, 0) for pt in _PAD_TYPES.values()]
         for ps, pf in tail:
-            if _layout(specs + [ps], packed, t.is_union)[1] == t.size:
+            if _layout([*specs, ps], packed, t.is_union)[1] == t.size:
                 specs.append(ps)
                 fields.append(pf)
                 break
@@ -1137,9 +1161,9 @@ def _fit_fields(t: Struct, packed: bool) -> Optional[List[Dict[str, Any]]]:
 # Layout comparison
 # ----------------------------------------------------------------------------------------------
 
-def _flat_members(s: Struct, base_bits: int = 0) -> List[Tuple[str, Member, int]]:
+def _flat_members(s: Struct, base_bits: int = 0) -> list[tuple[str, Member, int]]:
     """Members with anonymous struct/union members flattened (C access semantics)."""
-    out: List[Tuple[str, Member, int]] = []
+    out: list[tuple[str, Member, int]] = []
     for m in s.members:
         rt = resolve(m.type)
         if not m.name and isinstance(rt, Struct) and not m.bitfield_size:
@@ -1161,24 +1185,24 @@ def _fmt_offset(bits: int) -> str:
     return str(bits // 8) if bits % 8 == 0 else '%d bits' % bits
 
 
-def compare_layout(have: BtfType, want: BtfType, path: str = 'value') -> List[str]:
+def compare_layout(have: BtfType, want: BtfType, path: str = 'value') -> list[str]:
     """Differences between an existing type (``have``) and the declared one (``want``).
 
     Each entry reads ``<path>: <what> <have> != <want>``; an empty list means the layouts are
     compatible.  Typedefs, modifiers, type names and char-ness are ignored; sizes, offsets,
     kinds, signedness, bitfields, array counts and enum values are compared.
     """
-    out: List[str] = []
+    out: list[str] = []
     _compare(have, want, path, out, 0)
     return out
 
 
-def _compare(have: BtfType, want: BtfType, path: str, out: List[str], depth: int) -> None:
+def _compare(have: BtfType, want: BtfType, path: str, out: list[str], depth: int) -> None:
     h, w = resolve(have), resolve(want)
     if depth > 64:
         return
     if h.kind != w.kind:
-        out.append('%s: kind %s != %s (%s != %s)' % (path, h.kind, w.kind, _describe(h), _describe(w)))
+        out.append(f'{path}: kind {h.kind} != {w.kind} ({_describe(h)} != {_describe(w)})')
         return
     if h.size != w.size:
         out.append('%s: size %d != %d' % (path, h.size, w.size))
@@ -1187,22 +1211,22 @@ def _compare(have: BtfType, want: BtfType, path: str, out: List[str], depth: int
     if isinstance(h, Int):
         assert isinstance(w, Int)
         if h.signed != w.signed and not (h.is_bool or w.is_bool):
-            out.append('%s: signedness %s != %s' % (path, 'signed' if h.signed else 'unsigned',
+            out.append('{}: signedness {} != {}'.format(path, 'signed' if h.signed else 'unsigned',
                                                     'signed' if w.signed else 'unsigned'))
     elif isinstance(h, Enum):
         assert isinstance(w, Enum)
         if h.signed != w.signed:
-            out.append('%s: enum signedness %s != %s' % (path, 'signed' if h.signed else 'unsigned',
+            out.append('{}: enum signedness {} != {}'.format(path, 'signed' if h.signed else 'unsigned',
                                                          'signed' if w.signed else 'unsigned'))
         hv, wv = dict(h.values), dict(w.values)
         for k in wv:
             if k not in hv:
-                out.append('%s: enum value %s missing in existing map' % (path, k))
+                out.append(f'{path}: enum value {k} missing in existing map')
             elif hv[k] != wv[k]:
                 out.append('%s: enum value %s = %d != %d' % (path, k, hv[k], wv[k]))
         for k in hv:
             if k not in wv:
-                out.append('%s: enum value %s not declared' % (path, k))
+                out.append(f'{path}: enum value {k} not declared')
     elif isinstance(h, Array):
         assert isinstance(w, Array)
         if h.count != w.count:
@@ -1216,19 +1240,19 @@ def _compare(have: BtfType, want: BtfType, path: str, out: List[str], depth: int
         wnames = set()
         for idx, (n, m, off) in enumerate(wm):
             label = n if n else '(anon#%d)' % idx
-            mpath = '%s.%s' % (path, label)
+            mpath = f'{path}.{label}'
             wnames.add(n)
             if n not in hmap:
-                out.append('%s: missing in existing map' % mpath)
+                out.append(f'{mpath}: missing in existing map')
                 continue
             hmem, hoff = hmap[n]
             if hoff != off:
-                out.append('%s: offset %s != %s' % (mpath, _fmt_offset(hoff), _fmt_offset(off)))
+                out.append(f'{mpath}: offset {_fmt_offset(hoff)} != {_fmt_offset(off)}')
             if hmem.bitfield_size != m.bitfield_size:
                 out.append('%s: bitfield width %d != %d' % (mpath, hmem.bitfield_size, m.bitfield_size))
             _compare(hmem.type, m.type, mpath, out, depth + 1)
         for idx, (n, _m, _off) in enumerate(hm):
             if n not in wnames:
-                out.append('%s.%s: not declared' % (path, n if n else '(anon#%d)' % idx))
+                out.append('{}.{}: not declared'.format(path, n if n else '(anon#%d)' % idx))
     elif isinstance(h, Ptr):
         pass

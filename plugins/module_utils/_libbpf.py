@@ -86,18 +86,62 @@ MAP_FLAGS: dict[str, int] = {
 
 PROG_TYPE_NAMES: dict[int, str] = dict(
     enumerate(
-        (
-            "unspec socket_filter kprobe sched_cls sched_act tracepoint xdp perf_event cgroup_skb cgroup_sock "
-            "lwt_in lwt_out lwt_xmit sock_ops sk_skb cgroup_device sk_msg raw_tracepoint cgroup_sock_addr "
-            "lwt_seg6local lirc_mode2 sk_reuseport flow_dissector cgroup_sysctl raw_tracepoint_writable "
-            "cgroup_sockopt tracing struct_ops ext lsm sk_lookup syscall netfilter"
-        ).split()
+        [
+            "unspec",
+            "socket_filter",
+            "kprobe",
+            "sched_cls",
+            "sched_act",
+            "tracepoint",
+            "xdp",
+            "perf_event",
+            "cgroup_skb",
+            "cgroup_sock",
+            "lwt_in",
+            "lwt_out",
+            "lwt_xmit",
+            "sock_ops",
+            "sk_skb",
+            "cgroup_device",
+            "sk_msg",
+            "raw_tracepoint",
+            "cgroup_sock_addr",
+            "lwt_seg6local",
+            "lirc_mode2",
+            "sk_reuseport",
+            "flow_dissector",
+            "cgroup_sysctl",
+            "raw_tracepoint_writable",
+            "cgroup_sockopt",
+            "tracing",
+            "struct_ops",
+            "ext",
+            "lsm",
+            "sk_lookup",
+            "syscall",
+            "netfilter",
+        ]
     )
 )
 LINK_TYPE_NAMES: dict[int, str] = dict(
     enumerate(
-        "unspec raw_tracepoint tracing cgroup iter netns xdp perf_event kprobe_multi struct_ops netfilter tcx "
-        "uprobe_multi netkit sockmap".split()
+        [
+            "unspec",
+            "raw_tracepoint",
+            "tracing",
+            "cgroup",
+            "iter",
+            "netns",
+            "xdp",
+            "perf_event",
+            "kprobe_multi",
+            "struct_ops",
+            "netfilter",
+            "tcx",
+            "uprobe_multi",
+            "netkit",
+            "sockmap",
+        ]
     )
 )
 
@@ -561,7 +605,12 @@ def map_create(
         numa_node=numa_node,
     )
     ret = load_libbpf().bpf_map_create(
-        MAP_TYPES[map_type], name.encode()[: BPF_OBJ_NAME_LEN - 1], key_size, value_size, max_entries, ctypes.byref(opts)
+        MAP_TYPES[map_type],
+        name.encode()[: BPF_OBJ_NAME_LEN - 1],
+        key_size,
+        value_size,
+        max_entries,
+        ctypes.byref(opts),
     )
     detail = None
     if ret == -errno_mod.EINVAL:
@@ -645,7 +694,9 @@ class BpfMap:
 
     def _key_arg(self, key: bytes | None) -> bytes | None:
         if key is not None and len(key) != self.key_size:
-            raise BpfError("encode", self.label, errno_mod.EINVAL, f"key is {len(key)} bytes, map wants {self.key_size}")
+            raise BpfError(
+                "encode", self.label, errno_mod.EINVAL, f"key is {len(key)} bytes, map wants {self.key_size}"
+            )
         return key if self.key_size else None
 
     # single-element operations
@@ -747,7 +798,13 @@ class BpfMap:
             values = ctypes.create_string_buffer(self.value_bytes * chunk)
             count = ctypes.c_uint32(chunk)
             ret = lib.bpf_map_lookup_batch(
-                self.fd.fd, None if first else in_batch, out_batch, keys, values, ctypes.byref(count), ctypes.byref(opts)
+                self.fd.fd,
+                None if first else in_batch,
+                out_batch,
+                keys,
+                values,
+                ctypes.byref(count),
+                ctypes.byref(opts),
             )
             if ret == -errno_mod.ENOSPC and count.value == 0:
                 # One hash bucket holds more elements than the chunk: retry the same cursor with a bigger chunk.
@@ -789,7 +846,9 @@ class BpfMap:
             for key, value in part:
                 if len(key) != self.key_size or len(value) != self.value_bytes:
                     raise BpfError(
-                        "encode", self.label, errno_mod.EINVAL,
+                        "encode",
+                        self.label,
+                        errno_mod.EINVAL,
                         f"entry is {len(key)}+{len(value)} bytes, map wants {self.key_size}+{self.value_bytes}",
                     )
             keys = b"".join(k for k, _ in part)
@@ -923,7 +982,9 @@ class BtfWriter:
         if wide:
             type_id = self._add("enum64", self._lib.btf__add_enum64(self._btf, enc_name, size, signed))
             for vname, value in values:
-                self._add("enum64_value", self._lib.btf__add_enum64_value(self._btf, vname.encode(), value & (2**64 - 1)))
+                self._add(
+                    "enum64_value", self._lib.btf__add_enum64_value(self._btf, vname.encode(), value & (2**64 - 1))
+                )
         else:
             type_id = self._add("enum", self._lib.btf__add_enum(self._btf, enc_name, size))
             for vname, value in values:
@@ -934,8 +995,11 @@ class BtfWriter:
         return self._add("typedef", self._lib.btf__add_typedef(self._btf, name.encode(), type_id))
 
     def add_modifier(self, kind: str, type_id: int) -> int:
-        func = {"const": self._lib.btf__add_const, "volatile": self._lib.btf__add_volatile,
-                "restrict": self._lib.btf__add_restrict}[kind]
+        func = {
+            "const": self._lib.btf__add_const,
+            "volatile": self._lib.btf__add_volatile,
+            "restrict": self._lib.btf__add_restrict,
+        }[kind]
         return self._add(kind, func(self._btf, type_id))
 
     def add_fwd(self, name: str, union: bool = False) -> int:

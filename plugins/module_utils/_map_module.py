@@ -85,7 +85,8 @@ def run(module: AnsibleModule) -> None:
         before = _map_plan.describe_state(state) if state else {}
         if plan.action == "mismatch":
             module.fail_json(
-                msg=f"{path}: the pinned map differs from the declared one: " + "; ".join(plan.differences)
+                msg=f"{path}: the pinned map differs from the declared one: "
+                + "; ".join(plan.differences)
                 + " (set on_mismatch=recreate to replace it; programs using the old map keep using it)",
                 **result,
             )

@@ -79,7 +79,10 @@ def _is_lpm_key(t: _btf.BtfType) -> bool:
 def lpm_key_type(data: _btf.BtfType, map_name: str) -> _btf.BtfType:
     """Wrap a data type (u8[4], u8[16], a struct...) into the `struct { u32 prefixlen; data; }` key LPM tries need."""
     return _btf.type_from_schema(
-        {"name": f"{map_name}_lpm_key", "fields": [{"name": "prefixlen", "type": "u32"}, {"name": "data", "type": _btf.to_schema(data)}]},
+        {
+            "name": f"{map_name}_lpm_key",
+            "fields": [{"name": "prefixlen", "type": "u32"}, {"name": "data", "type": _btf.to_schema(data)}],
+        },
         path="key",
     )
 
@@ -158,7 +161,9 @@ def build_map_spec(params: dict[str, Any], *, page_size: int, possible_cpus: int
         key_size = 0
     if map_type == "ringbuf":
         _require(key_type is None and not key_size, "key: ringbuf maps have no key")
-        _require(value_type is None and not value_size, "value: ringbuf maps have no value type; size it with max_entries")
+        _require(
+            value_type is None and not value_size, "value: ringbuf maps have no value type; size it with max_entries"
+        )
         key_size = value_size = 0
         _require(max_entries is not None, "max_entries: ringbuf maps need their size in bytes")
         _require(
@@ -167,7 +172,10 @@ def build_map_spec(params: dict[str, Any], *, page_size: int, possible_cpus: int
             f"not {max_entries}",
         )
     if map_type == "perf_event_array":
-        _require(key_size in (None, 4) and value_size in (None, 4), "key, value: perf_event_array maps use u32 keys and values")
+        _require(
+            key_size in (None, 4) and value_size in (None, 4),
+            "key, value: perf_event_array maps use u32 keys and values",
+        )
         key_size = value_size = 4
         key_type = value_type = None  # the kernel does not take BTF for perf event arrays
         if max_entries is None:

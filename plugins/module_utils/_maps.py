@@ -76,7 +76,9 @@ def on_bpffs(path: str) -> bool:
     return mount_fstype(path)[1] == "bpf"
 
 
-def read_btf_types(btf_id: int, key_type_id: int, value_type_id: int) -> tuple[_btf.BtfType | None, _btf.BtfType | None]:
+def read_btf_types(
+    btf_id: int, key_type_id: int, value_type_id: int
+) -> tuple[_btf.BtfType | None, _btf.BtfType | None]:
     if not btf_id:
         return None, None
     btf = _btf.Btf.from_raw(_libbpf.btf_raw_from_kernel(btf_id))

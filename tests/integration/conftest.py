@@ -58,9 +58,7 @@ def run_module(name: str, args: dict[str, Any], check: bool = False, diff: bool 
         raise AssertionError(f"module {name} printed no JSON:\n{proc.stdout}\n{proc.stderr}") from None
 
 
-def run_playbook(
-    workdir: Path, tasks: list[dict[str, Any]], check: bool = False, diff: bool = False
-) -> dict[str, Any]:
+def run_playbook(workdir: Path, tasks: list[dict[str, Any]], check: bool = False, diff: bool = False) -> dict[str, Any]:
     """Run tasks in a playbook on localhost; each task's registered result comes back under its `register` name."""
     names = [t["register"] for t in tasks if "register" in t]
     out = workdir / "results.json"
@@ -93,7 +91,9 @@ def run_playbook(
 def compile_bpf(src: Path, out: Path) -> Path:
     """clang -target bpf with the multiarch include dir Debian keeps <asm/types.h> in."""
     multiarch = f"/usr/include/{platform.machine()}-linux-gnu"
-    subprocess.run(["clang", "-O2", "-g", "-target", "bpf", "-I", multiarch, "-c", str(src), "-o", str(out)], check=True)
+    subprocess.run(
+        ["clang", "-O2", "-g", "-target", "bpf", "-I", multiarch, "-c", str(src), "-o", str(out)], check=True
+    )
     return out
 
 

@@ -31,8 +31,10 @@ def clang_btf(tmp_path_factory: pytest.TempPathFactory) -> _btf.Btf:
 
 def _is_char_array(t: _btf.BtfType) -> bool:
     r = _btf.resolve(t)
-    return isinstance(r, _btf.Array) and isinstance(_btf.resolve(r.elem), _btf.Int) and (
-        _btf.resolve(r.elem).is_char or _btf.resolve(r.elem).name == "char"
+    return (
+        isinstance(r, _btf.Array)
+        and isinstance(_btf.resolve(r.elem), _btf.Int)
+        and (_btf.resolve(r.elem).is_char or _btf.resolve(r.elem).name == "char")
     )
 
 
@@ -79,8 +81,16 @@ def as_bpftool_prints(value: Any, t: _btf.BtfType, bits: int = 0) -> Any:
 
 def _make_map(pin: Path, map_type: str, value_type: _btf.BtfType) -> _libbpf.BpfMap:
     u32 = _btf.type_from_schema("u32", path="key")
-    spec = _maps.MapSpec(path=str(pin), type=map_type, name=pin.name[:15], key_size=4, value_size=value_type.size,
-                         max_entries=ENTRIES, key_type=u32, value_type=value_type)
+    spec = _maps.MapSpec(
+        path=str(pin),
+        type=map_type,
+        name=pin.name[:15],
+        key_size=4,
+        value_size=value_type.size,
+        max_entries=ENTRIES,
+        key_type=u32,
+        value_type=value_type,
+    )
     bpf_map = _maps.create_map(spec)
     pin.parent.mkdir(exist_ok=True)
     bpf_map.pin(str(pin))
@@ -150,8 +160,16 @@ def test_classic_packed_flow_key_round_trips_exactly(clang_btf: _btf.Btf, pin_di
     assert raw == bytes([10, 0, 0, 1, 192, 168, 7, 42, 0x01, 0xBB, 0xC7, 0x38, 6])
     assert len(raw) == 13
     assert codec.decode(raw) == key
-    spec = _maps.MapSpec(path=str(pin_dir / "flows"), type="hash", name="flows", key_size=13, value_size=8,
-                         max_entries=4, key_type=key_type, value_type=_btf.type_from_schema("u64"))
+    spec = _maps.MapSpec(
+        path=str(pin_dir / "flows"),
+        type="hash",
+        name="flows",
+        key_size=13,
+        value_size=8,
+        max_entries=4,
+        key_type=key_type,
+        value_type=_btf.type_from_schema("u64"),
+    )
     pin_dir.mkdir()
     with _maps.create_map(spec) as bpf_map:
         bpf_map.pin(spec.path)

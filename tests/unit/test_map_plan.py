@@ -27,8 +27,15 @@ def spec(**params: Any):
 
 def state_of(s, **info_overrides: Any) -> MapState:
     info = {
-        "id": 7, "type": s.type, "name": s.name, "key_size": s.key_size, "value_size": s.value_size,
-        "max_entries": s.max_entries, "flags": s.flags, "flag_names": [], "btf_id": 3,
+        "id": 7,
+        "type": s.type,
+        "name": s.name,
+        "key_size": s.key_size,
+        "value_size": s.value_size,
+        "max_entries": s.max_entries,
+        "flags": s.flags,
+        "flag_names": [],
+        "btf_id": 3,
     }
     info.update(info_overrides)
     return MapState(path=s.path, info=info, key_type=s.key_type, value_type=s.value_type)
@@ -78,14 +85,20 @@ def test_perf_event_array_defaults_to_possible_cpus() -> None:
         ({"type": "hash", "key": "u32", "max_entries": 1}, "value: hash maps need a value type or value_size"),
         ({"type": "hash", "key": "u32", "value": "u32", "max_entries": 0}, "max_entries: must be between 1"),
         ({"type": "lpm_trie", "key": "u8[300]", "value": "u32", "max_entries": 4}, "key: lpm_trie keys are"),
-        ({"type": "array_of_maps", "max_entries": 4, "inner_map": {"type": "ringbuf", "max_entries": 100}},
-         "inner_map.max_entries: a ringbuf size"),
-        ({"type": "hash", "key": "u32", "value": "u32", "max_entries": 4, "inner_map": {"path": "/x"}},
-         "inner_map: only hash_of_maps and array_of_maps"),
+        (
+            {"type": "array_of_maps", "max_entries": 4, "inner_map": {"type": "ringbuf", "max_entries": 100}},
+            "inner_map.max_entries: a ringbuf size",
+        ),
+        (
+            {"type": "hash", "key": "u32", "value": "u32", "max_entries": 4, "inner_map": {"path": "/x"}},
+            "inner_map: only hash_of_maps and array_of_maps",
+        ),
         ({"type": "hash", "key": "u32", "value": "u32", "max_entries": 4, "flags": ["fast"]}, "flags: unknown flag"),
         ({"type": "bloom", "max_entries": 4}, "type: 'bloom' is not one of"),
-        ({"type": "hash", "key": "u32", "value": {"fields": [{"name": "a", "type": "nope"}]}, "max_entries": 4},
-         "value.fields[0].type"),
+        (
+            {"type": "hash", "key": "u32", "value": {"fields": [{"name": "a", "type": "nope"}]}, "max_entries": 4},
+            "value.fields[0].type",
+        ),
     ],
 )
 def test_invalid_declarations_name_the_option(params: dict[str, Any], message: str) -> None:
@@ -100,8 +113,12 @@ def test_matching_state_plans_nothing() -> None:
 
 
 def test_differences_are_listed_field_by_field() -> None:
-    want = spec(type="hash", key="u32", value={"fields": [{"name": "a", "type": "u64"}, {"name": "b", "type": "u32"}]},
-                max_entries=8)
+    want = spec(
+        type="hash",
+        key="u32",
+        value={"fields": [{"name": "a", "type": "u64"}, {"name": "b", "type": "u32"}]},
+        max_entries=8,
+    )
     have_value = _btf.type_from_schema({"fields": [{"name": "a", "type": "u32"}, {"name": "c", "type": "u32"}]})
     have = state_of(want, max_entries=16, value_size=8)
     have.value_type = have_value

@@ -332,7 +332,16 @@ class _Compiler:
 
             def dec(v: tuple) -> Any:
                 return hex(inner(v))
-        return _Node(base.fmt, base.zeros, dec, base.enc)
+        base_enc = base.enc
+
+        def enc(obj: Any, out: list) -> None:
+            if isinstance(obj, str) and not (isinstance(rt, Enum) and obj in dict(rt.values)):
+                try:
+                    obj = int(obj.strip(), 16)  # '0x1f' and '1f' alike
+                except ValueError:
+                    raise CodecError(epath, f'{obj!r} is not a hex number') from None
+            base_enc(obj, out)
+        return _Node(base.fmt, base.zeros, dec, enc)
 
     def be_leaf(self, size: int, signed: bool, epath: str, idx: int) -> _Node:
         lo, hi = _int_range(size * 8, signed)

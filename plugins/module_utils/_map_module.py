@@ -12,7 +12,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf, _map_plan, _maps
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError
 
-_TYPE_ARG = {"type": "raw"}
+# no_log=False: "key" here is a map key type, not a secret (validate-modules flags the name).
+_TYPE_ARG = {"type": "raw", "no_log": False}
 
 INNER_MAP_OPTIONS: dict[str, Any] = {
     "path": {"type": "path"},
@@ -64,57 +65,64 @@ def _apply_permissions(module: AnsibleModule, path: str, changed: bool, diff: di
     return module.set_fs_attributes_if_different(file_args, changed, diff=diff)
 
 
-def run(module: AnsibleModule) -> None:
-    fail_without_libbpf(module)
+def _ensure_absent(module: AnsibleModule, result: dict[str, Any]) -> None:
+    path = module.params["path"]
+    state = _maps.read_pinned_map(path)
+    plan = _map_plan.plan_map(None, state, module.params["on_mismatch"])
+    if plan.action == "remove" and not module.check_mode:
+        _maps.remove_pin(path)
+    before = _map_plan.describe_state(state) if state else {}
+    result.update(action=plan.action, changed=plan.action == "remove", diff={"before": before, "after": {}})
+    module.exit_json(**result)
+
+
+def _ensure_present(module: AnsibleModule, result: dict[str, Any]) -> None:
     params = module.params
     path = params["path"]
-    result: dict[str, Any] = {"changed": False, "path": path, "differences": []}
-    try:
-        spec = None
-        if params["state"] == "present":
-            error = _bpffs_path_error(path)
-            if error:
-                module.fail_json(msg=error, **result)
-            spec = _map_plan.build_map_spec(
-                params, page_size=os.sysconf("SC_PAGE_SIZE"), possible_cpus=_libbpf.num_possible_cpus()
-            )
-        state = _maps.read_pinned_map(path)
-        plan = _map_plan.plan_map(spec, state, params["on_mismatch"])
-        result["action"] = plan.action
-        result["differences"] = plan.differences
-        before = _map_plan.describe_state(state) if state else {}
-        if plan.action == "mismatch":
-            module.fail_json(
-                msg=f"{path}: the pinned map differs from the declared one: "
-                + "; ".join(plan.differences)
-                + " (set on_mismatch=recreate to replace it; programs using the old map keep using it)",
-                **result,
-            )
-        if plan.action in ("absent", "remove"):
-            if plan.action == "remove" and not module.check_mode:
-                _maps.remove_pin(path)
-            result.update(changed=plan.action == "remove", diff={"before": before, "after": {}})
-            module.exit_json(**result)
-        assert spec is not None
-        if plan.action in ("create", "recreate"):
-            if module.check_mode:
-                after: dict[str, Any] = _map_plan.describe_spec(spec)
-            else:
-                state = _maps.create_pinned_map(spec, replace=plan.action == "recreate")
-                after = _map_plan.describe_state(state)
-            result["changed"] = True
+    error = _bpffs_path_error(path)
+    if error:
+        module.fail_json(msg=error, **result)
+    spec = _map_plan.build_map_spec(
+        params, page_size=os.sysconf("SC_PAGE_SIZE"), possible_cpus=_libbpf.num_possible_cpus()
+    )
+    state = _maps.read_pinned_map(path)
+    plan = _map_plan.plan_map(spec, state, params["on_mismatch"])
+    result.update(action=plan.action, differences=plan.differences)
+    if plan.action == "mismatch":
+        module.fail_json(
+            msg=f"{path}: the pinned map differs from the declared one: "
+            + "; ".join(plan.differences)
+            + " (set on_mismatch=recreate to replace it; programs using the old map keep using it)",
+            **result,
+        )
+    before = _map_plan.describe_state(state) if state else {}
+    after = before
+    if plan.action in ("create", "recreate"):
+        result["changed"] = True
+        if module.check_mode:
+            after = _map_plan.describe_spec(spec)
         else:
-            after = before
-        diff: dict[str, Any] = {"before": before, "after": after}
-        if os.path.lexists(path):
-            result["changed"] = _apply_permissions(module, path, result["changed"], diff)
-        elif module.check_mode and any(params.get(k) is not None for k in ("owner", "group", "mode")):
-            result["changed"] = True
-        result.update(map=after, diff=diff)
-        if spec.type in ("lru_hash", "lru_percpu_hash") and plan.action != "none":
-            module.warn(f"{path}: LRU maps evict the least recently used entries when full, declared ones included")
-        module.exit_json(**result)
-    except (_map_plan.SpecError, ValueError) as exc:
+            after = _map_plan.describe_state(_maps.create_pinned_map(spec, replace=plan.action == "recreate"))
+    diff: dict[str, Any] = {"before": before, "after": after}
+    if os.path.lexists(path):
+        result["changed"] = _apply_permissions(module, path, result["changed"], diff)
+    elif any(params.get(k) is not None for k in ("owner", "group", "mode")):
+        result["changed"] = True  # check mode: the pin that would be created would get them
+    if spec.type in ("lru_hash", "lru_percpu_hash") and plan.action != "none":
+        module.warn(f"{path}: LRU maps evict the least recently used entries when full, declared ones included")
+    result.update(map=after, diff=diff)
+    module.exit_json(**result)
+
+
+def run(module: AnsibleModule) -> None:
+    fail_without_libbpf(module)
+    result: dict[str, Any] = {"changed": False, "path": module.params["path"], "differences": []}
+    try:
+        if module.params["state"] == "absent":
+            _ensure_absent(module, result)
+        else:
+            _ensure_present(module, result)
+    except ValueError as exc:  # SpecError, BtfError and CodecError are ValueErrors naming the field
         module.fail_json(msg=str(exc), **result)
     except BpfError as exc:
         module.fail_json(msg=str(exc), errno=exc.errno_name, **result)

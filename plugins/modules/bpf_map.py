@@ -19,7 +19,7 @@ description:
     of differences, unless O(on_mismatch=recreate).
   - Map contents are managed by M(cnf.ebpf.bpf_map_entries).
 author:
-  - cnf.ebpf contributors
+  - cnf.ebpf contributors (@cnf-ebpf)
 requirements:
   - libbpf 1.x (C(libbpf.so.1); Debian/Ubuntu package C(libbpf1)) on the managed host.
   - Root (CAP_BPF and CAP_SYS_ADMIN) and bpffs mounted at C(/sys/fs/bpf).
@@ -296,7 +296,7 @@ differences:
 map:
   description:
     - The map's kernel information after the task. In check mode, for a map that would be created, the declared
-      properties (no O(map.id)).
+      properties (no C(id)).
   returned: when state is present
   type: dict
   contains:

@@ -71,6 +71,12 @@ def as_bpftool_prints(value: Any, t: _btf.BtfType, bits: int = 0) -> Any:
         return hex(value & ((1 << bits) - 1))
     if isinstance(r, _btf.Int) and r.size > 8:
         return hex(value)
+    if isinstance(r, _btf.Enum) and not r.signed:
+        # bpftool (7.1, Debian 12) reads enum values as signed, so an unsigned value with the top bit set (HIGH=200
+        # in a 1-byte enum) matches no name and is printed as the negative number. Our decoder gives the name.
+        number = dict(r.values)[value] if isinstance(value, str) else value
+        top = 1 << (r.size * 8 - 1)
+        return number - 2 * top if number >= top else value
     if isinstance(r, _btf.Array) and not _is_char_array(r):
         return [as_bpftool_prints(v, r.elem) for v in value]
     if isinstance(r, _btf.Struct):

@@ -1110,11 +1110,14 @@ def _fit_fields(t: Struct, packed: bool) -> list[dict[str, Any]] | None:
             for shift in range(1, 13):
                 a = 1 << shift
                 options.append(([_FieldSpec(m.name, m.type, None, a, '')], [_field_dict(m.name, schema, None, a)]))
-        gap = m.bit_offset - got
-        if gap % 8 == 0 and bits is None:
-            pads = [pad_spec('u8', 8) for _ in range(gap // 8)]
-        else:
-            pads = [pad_spec(_PAD_TYPES.get(m.type.size, 'u8') if bits else 'u8', gap)] if gap <= 64 else []
+        # Unnamed u8 bitfields, each within one byte, fill any gap from the end of the previous member.
+        members_so_far = _layout(specs, packed, t.is_union)[0] if specs else []
+        pos = max((mm.bit_offset + (mm.bitfield_size or mm.type.size * 8) for mm in members_so_far), default=0)
+        pads = []
+        while pos < m.bit_offset:
+            chunk = min(m.bit_offset - pos, 8 - pos % 8)
+            pads.append(pad_spec('u8', chunk))
+            pos += chunk
         if pads:
             options.append(([p[0] for p in pads] + [spec], [p[1] for p in pads] + [_field_dict(m.name, schema, bits)]))
         for extra_specs, extra_fields in options:
@@ -1128,7 +1131,16 @@ def _fit_fields(t: Struct, packed: bool) -> list[dict[str, Any]] | None:
                 break
         else:
             return None
-    _members, size, _align = _layout(specs, packed, t.is_union)
+    _members, size, align = _layout(specs, packed, t.is_union)
+    if align < t.align:
+        # The struct is more aligned than its members (aligned attribute on a member or struct):
+        # C expresses that with an align on a member.
+        for i, spec in enumerate(specs):
+            if spec.bits is None:
+                spec.align = max(spec.align or 1, t.align)
+                fields[i]['align'] = spec.align
+                break
+        _members, size, align = _layout(specs, packed, t.is_union)
     if size != t.size:
         tail: list[tuple[_FieldSpec, dict[str, Any]]] = [pad_spec(pt, 0) for pt in _PAD_TYPES.values()]
         for ps, pf in tail:
@@ -1150,8 +1162,8 @@ def _fit_fields(t: Struct, packed: bool) -> list[dict[str, Any]] | None:
                 pads = [pad_spec('u8', 8) for _ in range(t.size - size)]
             specs.extend(p[0] for p in pads)
             fields.extend(p[1] for p in pads)
-    members, size, _align = _layout(specs, packed, t.is_union)
-    if size != t.size or [(m.bit_offset, m.bitfield_size) for m in members] != \
+    members, size, align = _layout(specs, packed, t.is_union)
+    if size != t.size or align != t.align or [(m.bit_offset, m.bitfield_size) for m in members] != \
             [(m.bit_offset, m.bitfield_size) for m in t.members]:
         return None
     return fields

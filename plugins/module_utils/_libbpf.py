@@ -750,7 +750,7 @@ class BpfMap:
             raise self._fail("iterate", ret)
         return out.raw
 
-    def keys(self) -> Iterator[bytes]:
+    def iter_keys(self) -> Iterator[bytes]:
         key = self.next_key(None)
         while key is not None:
             yield key
@@ -780,7 +780,7 @@ class BpfMap:
                 return
             except _BatchUnsupported:
                 pass
-        for key in self.keys():
+        for key in self.iter_keys():
             value = self.lookup(key)
             if value is not None:  # deleted concurrently
                 yield key, value
@@ -851,8 +851,8 @@ class BpfMap:
                         errno_mod.EINVAL,
                         f"entry is {len(key)}+{len(value)} bytes, map wants {self.key_size}+{self.value_bytes}",
                     )
-            keys = b"".join(k for k, _ in part)
-            values = b"".join(v for _, v in part)
+            keys = b"".join(pair[0] for pair in part)
+            values = b"".join(pair[1] for pair in part)
             count = ctypes.c_uint32(len(part))
             ret = lib.bpf_map_update_batch(self.fd.fd, keys, values, ctypes.byref(count), ctypes.byref(opts))
             if ret < 0:
@@ -977,7 +977,7 @@ class BtfWriter:
         return self._add("field", ret)
 
     def add_enum(self, name: str, size: int, values: list[tuple[str, int]], signed: bool = False) -> int:
-        wide = size == 8 or any(v > 0x7FFFFFFF or v < -0x80000000 for _, v in values)
+        wide = size == 8 or any(v > 0x7FFFFFFF or v < -0x80000000 for _name, v in values)
         enc_name = name.encode() if name else None
         if wide:
             type_id = self._add("enum64", self._lib.btf__add_enum64(self._btf, enc_name, size, signed))

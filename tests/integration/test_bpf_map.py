@@ -97,13 +97,13 @@ BTF_TYPES = {"hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "array", "per
 def _tasks(pin_dir: Path) -> list[dict[str, Any]]:
     return [
         {"name": f"map {name}", "cnf.ebpf.bpf_map": dict(args, path=str(pin_dir / name)), "register": f"r_{name}"}
-        for name, (args, _) in MAPS.items()
+        for name, (args, _expected) in MAPS.items()
     ]
 
 
 def test_every_map_type_through_a_playbook(pin_dir: Path, tmp_path: Path) -> None:
     first = run_playbook(tmp_path, _tasks(pin_dir))
-    for name, (_, expected) in MAPS.items():
+    for name, (_args, expected) in MAPS.items():
         result = first[f"r_{name}"]
         assert result["changed"] is True, (name, result)
         assert result["action"] == "create"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError
 
-from .conftest import bpftool
+from .conftest import bpftool, compile_bpf
 
 
 def u32(i: int) -> bytes:
@@ -158,3 +159,18 @@ def test_create_errors_explain_the_refusal() -> None:
         _libbpf.map_create("lpm_trie", "l", 8, 4, 8, label="/sys/fs/bpf/cnf/l")  # no no_prealloc
     assert err.value.op == "create" and err.value.errno == errno.EINVAL
     assert "type=lpm_trie" in str(err.value)
+
+
+def test_program_pins_are_told_apart_and_described(pin_dir: Path, tmp_path: Path) -> None:
+    obj = compile_bpf(Path(__file__).parent / "data" / "xdp_pass.c", tmp_path / "xdp_pass.o")
+    pin_dir.mkdir()
+    subprocess.run(["bpftool", "prog", "load", str(obj), str(pin_dir / "prog")], check=True)
+    with _libbpf.obj_get(str(pin_dir / "prog")) as fd:
+        assert _libbpf.obj_kind(fd) == "prog"
+        info = _libbpf.prog_info(fd)
+    shown = bpftool("prog", "show", "pinned", str(pin_dir / "prog"))
+    assert info["type"] == "xdp" == shown["type"]
+    assert info["id"] == shown["id"] and info["name"] == "xdp_pass"
+    assert info["tag"] == shown["tag"]
+    with pytest.raises(BpfError, match="is a prog, not a BPF map"):
+        _libbpf.map_open(str(pin_dir / "prog"))

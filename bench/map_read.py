@@ -40,7 +40,7 @@ FLOW_STATS = {
 
 def best_of(runs: int, func) -> float:
     times = []
-    for _ in range(runs):
+    for _i in range(runs):
         start = time.perf_counter()
         func()
         times.append(time.perf_counter() - start)

@@ -38,13 +38,19 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._btf import (
 )
 
 __all__ = [
-    'FORMATS', 'Codec', 'CodecError', 'LpmCodec', 'PerCpuCodec', 'compile_codec', 'compile_lpm_codec',
-    'hexdump_codec',
+    "FORMATS",
+    "Codec",
+    "CodecError",
+    "LpmCodec",
+    "PerCpuCodec",
+    "compile_codec",
+    "compile_lpm_codec",
+    "hexdump_codec",
 ]
 
-FORMATS = ('ipv4', 'ipv6', 'mac', 'hex', 'be')
-_WHOLE_WIDTH = {'ipv4': 4, 'ipv6': 16, 'mac': 6}
-_LITTLE = sys.byteorder == 'little'
+FORMATS = ("ipv4", "ipv6", "mac", "hex", "be")
+_WHOLE_WIDTH = {"ipv4": 4, "ipv6": 16, "mac": 6}
+_LITTLE = sys.byteorder == "little"
 
 
 class CodecError(ValueError):
@@ -55,7 +61,7 @@ class CodecError(ValueError):
     """
 
     def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f'{path}: {problem}')
+        super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
 
@@ -64,8 +70,9 @@ class CodecError(ValueError):
 # Scalar conversions shared by the leaves
 # ----------------------------------------------------------------------------------------------
 
+
 def _int_label(size: int, signed: bool) -> str:
-    return '%s%d' % ('s' if signed else 'u', size * 8)
+    return "%s%d" % ("s" if signed else "u", size * 8)
 
 
 def _int_range(bits: int, signed: bool) -> tuple[int, int]:
@@ -75,38 +82,38 @@ def _int_range(bits: int, signed: bool) -> tuple[int, int]:
 
 
 def _as_int(val: Any, path: str, lo: int, hi: int, label: str) -> int:
-    if type(val) is int:
+    if val.__class__ is int:  # exact int: bool is an int subclass and means something else
         iv = val
     elif isinstance(val, bool):
-        raise CodecError(path, f'expected an integer for {label}, got {val!r}')
+        raise CodecError(path, f"expected an integer for {label}, got {val!r}")
     elif isinstance(val, int):
         iv = int(val)
     elif isinstance(val, str):
         try:
             iv = int(val.strip(), 0)
         except ValueError:
-            raise CodecError(path, f'{val!r} is not an integer') from None
+            raise CodecError(path, f"{val!r} is not an integer") from None
     elif isinstance(val, float) and val.is_integer():
         iv = int(val)
     else:
-        raise CodecError(path, f'expected an integer for {label}, got {val!r}')
+        raise CodecError(path, f"expected an integer for {label}, got {val!r}")
     if not lo <= iv <= hi:
-        raise CodecError(path, f'{iv} is out of range for {label} ({lo}..{hi})')
+        raise CodecError(path, f"{iv} is out of range for {label} ({lo}..{hi})")
     return iv
 
 
 def _as_bool(val: Any, path: str) -> bool:
     if isinstance(val, bool):
         return val
-    if type(val) is int and val in (0, 1):
+    if val.__class__ is int and val in (0, 1):
         return bool(val)
-    if isinstance(val, str) and val.strip().lower() in ('true', 'false', 'yes', 'no', '0', '1'):
-        return val.strip().lower() in ('true', 'yes', '1')
-    raise CodecError(path, f'expected true or false, got {val!r}')
+    if isinstance(val, str) and val.strip().lower() in ("true", "false", "yes", "no", "0", "1"):
+        return val.strip().lower() in ("true", "yes", "1")
+    raise CodecError(path, f"expected true or false, got {val!r}")
 
 
 def _ipv4_text(b: bytes) -> str:
-    return '%d.%d.%d.%d' % (b[0], b[1], b[2], b[3])
+    return "%d.%d.%d.%d" % (b[0], b[1], b[2], b[3])
 
 
 def _ipv6_text(b: bytes) -> str:
@@ -114,49 +121,49 @@ def _ipv6_text(b: bytes) -> str:
 
 
 def _mac_text(b: bytes) -> str:
-    return ':'.join(f'{x:02x}' for x in b)
+    return ":".join(f"{x:02x}" for x in b)
 
 
 def _text_to_bytes(fmt: str, val: Any, path: str, width: int) -> bytes:
     """Parse user input for an ipv4/ipv6/mac field into ``width`` bytes in network order."""
     if isinstance(val, int) and not isinstance(val, bool):
         if not 0 <= val < 1 << (8 * width):
-            raise CodecError(path, f'{val} is out of range for a {width}-byte {fmt} value')
-        return val.to_bytes(width, 'big')
+            raise CodecError(path, f"{val} is out of range for a {width}-byte {fmt} value")
+        return val.to_bytes(width, "big")
     if not isinstance(val, str):
-        raise CodecError(path, f'expected {_FORMAT_NOUN[fmt]} as text, got {val!r}')
+        raise CodecError(path, f"expected {_FORMAT_NOUN[fmt]} as text, got {val!r}")
     text = val.strip()
-    if fmt == 'mac':
-        parts = re.split(r'[:-]', text)
-        if len(parts) == 6 and all(re.match(r'^[0-9A-Fa-f]{1,2}$', p) for p in parts):
+    if fmt == "mac":
+        parts = re.split(r"[:-]", text)
+        if len(parts) == 6 and all(re.match(r"^[0-9A-Fa-f]{1,2}$", p) for p in parts):
             return bytes(int(p, 16) for p in parts)
-        raise CodecError(path, f'{val!r} is not a MAC address')
+        raise CodecError(path, f"{val!r} is not a MAC address")
     try:
-        addr = ipaddress.IPv4Address(text) if fmt == 'ipv4' else ipaddress.IPv6Address(text)
+        addr = ipaddress.IPv4Address(text) if fmt == "ipv4" else ipaddress.IPv6Address(text)
     except ValueError:
-        raise CodecError(path, f'{val!r} is not an {_FORMAT_NOUN[fmt]}') from None
+        raise CodecError(path, f"{val!r} is not an {_FORMAT_NOUN[fmt]}") from None
     return addr.packed
 
 
-_NUMERIC = re.compile(r'^\s*[-+]?(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|\d+)\s*$')
-_FORMAT_NOUN = {'ipv4': 'IPv4 address', 'ipv6': 'IPv6 address', 'mac': 'MAC address'}
+_NUMERIC = re.compile(r"^\s*[-+]?(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|\d+)\s*$")
+_FORMAT_NOUN = {"ipv4": "IPv4 address", "ipv6": "IPv6 address", "mac": "MAC address"}
 
 
 def _hex_to_bytes(val: Any, path: str, width: int) -> bytes:
     if isinstance(val, (bytes, bytearray)):
         raw = bytes(val)
     elif isinstance(val, str):
-        text = re.sub(r'[\s:.-]', '', val)
-        if text[:2].lower() == '0x':
+        text = re.sub(r"[\s:.-]", "", val)
+        if text[:2].lower() == "0x":
             text = text[2:]
         try:
             raw = bytes.fromhex(text)
         except ValueError:
-            raise CodecError(path, f'{val!r} is not a hex string') from None
+            raise CodecError(path, f"{val!r} is not a hex string") from None
     else:
-        raise CodecError(path, f'expected a hex string of {width} bytes, got {val!r}')
+        raise CodecError(path, f"expected a hex string of {width} bytes, got {val!r}")
     if len(raw) != width:
-        raise CodecError(path, f'{val!r} is {len(raw)} bytes, expected {width}')
+        raise CodecError(path, f"{val!r} is {len(raw)} bytes, expected {width}")
     return raw
 
 
@@ -178,10 +185,11 @@ class _Node:
     struct/union nodes, whose members live in the parent's dict.
     """
 
-    __slots__ = ('agg', 'dec', 'enc', 'flat_names', 'fmt', 'nvals', 'zeros')
+    __slots__ = ("agg", "dec", "enc", "flat_names", "fmt", "nvals", "zeros")
 
-    def __init__(self, fmt: str, zeros: Sequence[Any], dec: Decoder, enc: Encoder,
-                 agg: Aggregator | None = None) -> None:
+    def __init__(
+        self, fmt: str, zeros: Sequence[Any], dec: Decoder, enc: Encoder, agg: Aggregator | None = None
+    ) -> None:
         self.fmt = fmt
         self.zeros = tuple(zeros)
         self.nvals = len(self.zeros)
@@ -195,8 +203,16 @@ def _sum_agg(vals: list) -> Any:
     return sum(vals)
 
 
-_INT_CODES = {(1, False): 'B', (1, True): 'b', (2, False): 'H', (2, True): 'h', (4, False): 'I', (4, True): 'i',
-              (8, False): 'Q', (8, True): 'q'}
+_INT_CODES = {
+    (1, False): "B",
+    (1, True): "b",
+    (2, False): "H",
+    (2, True): "h",
+    (4, False): "I",
+    (4, True): "i",
+    (8, False): "Q",
+    (8, True): "q",
+}
 
 
 class _Compiler:
@@ -204,8 +220,8 @@ class _Compiler:
         self.root = root
         self.formats: dict[str, str] = {}
         for path, fmt in (formats or {}).items():
-            if not isinstance(path, str) or not (path == root or path.startswith(root + '.')):
-                raise CodecError(str(path), f'format paths must start with {root!r}')
+            if not isinstance(path, str) or not (path == root or path.startswith(root + ".")):
+                raise CodecError(str(path), f"format paths must start with {root!r}")
             if fmt not in FORMATS:
                 raise CodecError(path, f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
             self.formats[path] = fmt
@@ -218,9 +234,9 @@ class _Compiler:
             if path in self.used:
                 continue
             for w in self.whole:
-                if path.startswith(w + '.'):
-                    raise CodecError(path, f'inside {w}, which is formatted as a whole')
-            raise CodecError(path, f'no such field in {type_name(t)}')
+                if path.startswith(w + "."):
+                    raise CodecError(path, f"inside {w}, which is formatted as a whole")
+            raise CodecError(path, f"no such field in {type_name(t)}")
 
     # -- entry point per field -----------------------------------------------------------------
     def node(self, t: BtfType, epath: str, fpath: str, idx: int, inherited: str | None = None) -> _Node:
@@ -232,12 +248,12 @@ class _Compiler:
         default = None
         probe = t
         while isinstance(probe, (Typedef, Modifier)):
-            if isinstance(probe, Typedef) and probe.name in ('__be16', '__be32', '__be64') and default is None:
-                default = 'be'
+            if isinstance(probe, Typedef) and probe.name in ("__be16", "__be32", "__be64") and default is None:
+                default = "be"
             probe = probe.type
         rt = probe
-        if isinstance(rt, Struct) and rt.name in ('in_addr', 'in6_addr') and default is None:
-            default = 'ipv4' if rt.name == 'in_addr' else 'ipv6'
+        if isinstance(rt, Struct) and rt.name in ("in_addr", "in6_addr") and default is None:
+            default = "ipv4" if rt.name == "in_addr" else "ipv6"
         explicit = fmt is not None
         if fmt is None:
             fmt = default
@@ -250,7 +266,7 @@ class _Compiler:
         if isinstance(rt, Enum):
             return self.enum_leaf(rt, epath, idx)
         if isinstance(rt, Ptr):
-            return self.int_leaf(Int('pointer', 8, False), epath, idx)
+            return self.int_leaf(Int("pointer", 8, False), epath, idx)
         if isinstance(rt, Float):
             return self.float_leaf(rt, epath, idx)
         if isinstance(rt, Array):
@@ -259,7 +275,7 @@ class _Compiler:
             if rt.is_union:
                 return self.union(rt, epath, fpath, idx, anon=False)
             return self.struct(rt, epath, fpath, idx, anon=False)
-        raise CodecError(epath, f'cannot encode or decode {rt.kind} {type_name(rt)!r}')
+        raise CodecError(epath, f"cannot encode or decode {rt.kind} {type_name(rt)!r}")
 
     # -- formats ---------------------------------------------------------------------------------
     def formatted(self, rt: BtfType, epath: str, fpath: str, idx: int, fmt: str, explicit: bool) -> _Node | None:
@@ -272,14 +288,17 @@ class _Compiler:
         if fmt in _WHOLE_WIDTH:
             width = _WHOLE_WIDTH[fmt]
             whole_ok = size == width and (
-                (isinstance(rt, Int) and not rt.is_bool and fmt != 'mac') or byte_array
-                or (isinstance(rt, Array) and isinstance(resolve(_innermost(rt)), Int)) or isinstance(rt, Struct))
+                (isinstance(rt, Int) and not rt.is_bool and fmt != "mac")
+                or byte_array
+                or (isinstance(rt, Array) and isinstance(resolve(_innermost(rt)), Int))
+                or isinstance(rt, Struct)
+            )
             if whole_ok:
                 self.whole.append(fpath)
                 return self.text_leaf(fmt, width, epath, idx)
             if isinstance(rt, Array):
                 return self.array(rt, epath, fpath, idx, fmt)
-        elif fmt == 'hex':
+        elif fmt == "hex":
             if is_int:
                 return self.hex_int_leaf(resolve(rt), epath, idx)
             if byte_array or isinstance(rt, Struct):
@@ -287,7 +306,7 @@ class _Compiler:
                 return self.hex_bytes_leaf(size, epath, idx)
             if isinstance(rt, Array):
                 return self.array(rt, epath, fpath, idx, fmt)
-        elif fmt == 'be':
+        elif fmt == "be":
             if is_int and size in (1, 2, 4, 8, 16) and not isinstance(rt, Enum):
                 signed = isinstance(rt, Int) and rt.signed
                 return self.be_leaf(size, signed, epath, idx)
@@ -295,10 +314,10 @@ class _Compiler:
                 return self.array(rt, epath, fpath, idx, fmt)
         if not explicit:
             return None
-        raise CodecError(fpath, f'format {fmt!r} does not apply to {_describe(rt)}')
+        raise CodecError(fpath, f"format {fmt!r} does not apply to {_describe(rt)}")
 
     def text_leaf(self, fmt: str, width: int, epath: str, idx: int) -> _Node:
-        to_text = {'ipv4': _ipv4_text, 'ipv6': _ipv6_text, 'mac': _mac_text}[fmt]
+        to_text = {"ipv4": _ipv4_text, "ipv6": _ipv6_text, "mac": _mac_text}[fmt]
 
         def dec(v: tuple) -> str:
             return to_text(v[idx])
@@ -306,7 +325,7 @@ class _Compiler:
         def enc(obj: Any, out: list) -> None:
             out.append(_text_to_bytes(fmt, obj, epath, width))
 
-        return _Node('%ds' % width, [bytes(width)], dec, enc)
+        return _Node("%ds" % width, [bytes(width)], dec, enc)
 
     def hex_bytes_leaf(self, size: int, epath: str, idx: int) -> _Node:
         def dec(v: tuple) -> str:
@@ -315,11 +334,14 @@ class _Compiler:
         def enc(obj: Any, out: list) -> None:
             out.append(_hex_to_bytes(obj, epath, size))
 
-        return _Node('%ds' % size, [bytes(size)], dec, enc)
+        return _Node("%ds" % size, [bytes(size)], dec, enc)
 
     def hex_int_leaf(self, rt: BtfType, epath: str, idx: int) -> _Node:
-        base = self.enum_leaf(rt, epath, idx) if isinstance(rt, Enum) else \
-            self.int_leaf(rt if isinstance(rt, Int) else Int('pointer', 8, False), epath, idx)
+        base = (
+            self.enum_leaf(rt, epath, idx)
+            if isinstance(rt, Enum)
+            else self.int_leaf(rt if isinstance(rt, Int) else Int("pointer", 8, False), epath, idx)
+        )
         if isinstance(rt, Enum):
             # Numbers are shown in hex; names stay names.
             names = {v: n for n, v in reversed(rt.values)}
@@ -332,6 +354,7 @@ class _Compiler:
 
             def dec(v: tuple) -> Any:
                 return hex(inner(v))
+
         base_enc = base.enc
 
         def enc(obj: Any, out: list) -> None:
@@ -339,8 +362,9 @@ class _Compiler:
                 try:
                     obj = int(obj.strip(), 16)  # '0x1f' and '1f' alike
                 except ValueError:
-                    raise CodecError(epath, f'{obj!r} is not a hex number') from None
+                    raise CodecError(epath, f"{obj!r} is not a hex number") from None
             base_enc(obj, out)
+
         return _Node(base.fmt, base.zeros, dec, enc)
 
     def be_leaf(self, size: int, signed: bool, epath: str, idx: int) -> _Node:
@@ -348,69 +372,76 @@ class _Compiler:
         label = _int_label(size, signed)
 
         def dec(v: tuple) -> int:
-            return int.from_bytes(v[idx], 'big', signed=signed)
+            return int.from_bytes(v[idx], "big", signed=signed)
 
         def enc(obj: Any, out: list) -> None:
-            out.append(_as_int(obj, epath, lo, hi, label).to_bytes(size, 'big', signed=signed))
+            out.append(_as_int(obj, epath, lo, hi, label).to_bytes(size, "big", signed=signed))
 
-        return _Node('%ds' % size, [bytes(size)], dec, enc)
+        return _Node("%ds" % size, [bytes(size)], dec, enc)
 
     # -- scalars -------------------------------------------------------------------------------
     def int_leaf(self, rt: Int, epath: str, idx: int) -> _Node:
         size, signed = rt.size, rt.signed
         if rt.is_bool and size == 1:
+
             def enc_bool(obj: Any, out: list) -> None:
                 out.append(obj if obj is True or obj is False else _as_bool(obj, epath))
-            return _Node('?', [False], itemgetter(idx), enc_bool)
+
+            return _Node("?", [False], itemgetter(idx), enc_bool)
         if rt.is_bool:
             code = _INT_CODES.get((size, False))
             if code is None:
-                raise CodecError(epath, f'unsupported {size}-byte bool')
+                raise CodecError(epath, f"unsupported {size}-byte bool")
 
             def dec_wide_bool(v: tuple) -> bool:
                 return bool(v[idx])
 
             def enc_wide_bool(obj: Any, out: list) -> None:
                 out.append(int(_as_bool(obj, epath)))
+
             return _Node(code, [0], dec_wide_bool, enc_wide_bool)
         lo, hi = _int_range(size * 8, signed)
         label = _int_label(size, signed)
-        if rt.is_char or rt.name == 'char':
-            label = 'char'
+        if rt.is_char or rt.name == "char":
+            label = "char"
 
             def enc_char(obj: Any, out: list) -> None:
                 if isinstance(obj, str) and len(obj) == 1:
-                    raw = obj.encode('utf-8')
+                    raw = obj.encode("utf-8")
                     if len(raw) != 1:
-                        raise CodecError(epath, f'{obj!r} does not fit in one byte')
+                        raise CodecError(epath, f"{obj!r} does not fit in one byte")
                     iv = raw[0]
                     out.append(iv - 256 if signed and iv > 127 else iv)
                     return
                 out.append(_as_int(obj, epath, lo, hi, label))
+
             return _Node(_INT_CODES[(1, signed)], [0], itemgetter(idx), enc_char, None)
         if size == 16:
+
             def dec128(v: tuple) -> int:
                 return int.from_bytes(v[idx], sys.byteorder, signed=signed)
 
             def enc128(obj: Any, out: list) -> None:
                 out.append(_as_int(obj, epath, lo, hi, label).to_bytes(16, sys.byteorder, signed=signed))
-            return _Node('16s', [bytes(16)], dec128, enc128, _sum_agg)
+
+            return _Node("16s", [bytes(16)], dec128, enc128, _sum_agg)
         code = _INT_CODES.get((size, signed))
         if code is None:
-            raise CodecError(epath, f'unsupported {size}-byte integer {rt.name!r}')
+            raise CodecError(epath, f"unsupported {size}-byte integer {rt.name!r}")
 
         def enc(obj: Any, out: list) -> None:
-            if type(obj) is int and lo <= obj <= hi:
+            if obj.__class__ is int and lo <= obj <= hi:  # fast path for the common case
                 out.append(obj)
             else:
                 out.append(_as_int(obj, epath, lo, hi, label))
+
         return _Node(code, [0], itemgetter(idx), enc, _sum_agg)
 
     def enum_leaf(self, rt: Enum, epath: str, idx: int) -> _Node:
         size, signed = rt.size, rt.signed
         code = _INT_CODES.get((size, signed))
         if code is None:
-            raise CodecError(epath, f'unsupported {size}-byte enum {type_name(rt)!r}')
+            raise CodecError(epath, f"unsupported {size}-byte enum {type_name(rt)!r}")
         names = dict((v, n) for n, v in reversed(rt.values))  # first name wins for duplicates
         values = dict(rt.values)
         lo, hi = _int_range(size * 8, signed)
@@ -427,20 +458,22 @@ class _Compiler:
                 raise CodecError(epath, f"{obj!r} is not a value of {label} ({', '.join(values)})")
             else:
                 out.append(_as_int(obj, epath, lo, hi, label))
+
         return _Node(code, [0], dec, enc)
 
     def float_leaf(self, rt: Float, epath: str, idx: int) -> _Node:
-        code = {4: 'f', 8: 'd'}.get(rt.size)
+        code = {4: "f", 8: "d"}.get(rt.size)
         if code is None:
-            raise CodecError(epath, f'unsupported {rt.size}-byte float')
+            raise CodecError(epath, f"unsupported {rt.size}-byte float")
 
         def enc(obj: Any, out: list) -> None:
             if isinstance(obj, bool) or not isinstance(obj, (int, float, str)):
-                raise CodecError(epath, f'expected a number, got {obj!r}')
+                raise CodecError(epath, f"expected a number, got {obj!r}")
             try:
                 out.append(float(obj))
             except ValueError:
-                raise CodecError(epath, f'{obj!r} is not a number') from None
+                raise CodecError(epath, f"{obj!r} is not a number") from None
+
         return _Node(code, [0.0], itemgetter(idx), enc)
 
     # -- arrays ----------------------------------------------------------------------------------
@@ -448,19 +481,30 @@ class _Compiler:
         count = rt.count
         elem = rt.elem
         relem = resolve(elem)
-        if fmt is None and isinstance(relem, Int) and relem.size == 1 and (relem.is_char or relem.name == 'char') \
-                and not _has_format_default(elem):
+        if (
+            fmt is None
+            and isinstance(relem, Int)
+            and relem.size == 1
+            and (relem.is_char or relem.name == "char")
+            and not _has_format_default(elem)
+        ):
             return self.char_array(count, epath, idx)
         code = None
-        if fmt is None and isinstance(relem, Int) and not _has_format_default(elem) and not relem.is_bool \
-                and not relem.is_char and relem.name != 'char':
+        if (
+            fmt is None
+            and isinstance(relem, Int)
+            and not _has_format_default(elem)
+            and not relem.is_bool
+            and not relem.is_char
+            and relem.name != "char"
+        ):
             code = _INT_CODES.get((relem.size, relem.signed))
         if code is not None and isinstance(relem, Int):
             return self.plain_array(relem, count, code, epath, idx)
         children: list[_Node] = []
         pos = idx
         for i in range(count):
-            child = self.node(elem, f'{epath}[{i}]', fpath, pos, fmt)
+            child = self.node(elem, f"{epath}[{i}]", fpath, pos, fmt)
             children.append(child)
             pos += child.nvals
         decs = [c.dec for c in children]
@@ -472,9 +516,9 @@ class _Compiler:
 
         def enc(obj: Any, out: list) -> None:
             if not isinstance(obj, (list, tuple)):
-                raise CodecError(epath, f'expected a list of up to {count} items, got {obj!r}')
+                raise CodecError(epath, f"expected a list of up to {count} items, got {obj!r}")
             if len(obj) > count:
-                raise CodecError(epath, f'{len(obj)} items do not fit in {count}')
+                raise CodecError(epath, f"{len(obj)} items do not fit in {count}")
             n = len(obj)
             for i in range(count):
                 if i < n and obj[i] is not None:
@@ -485,27 +529,29 @@ class _Compiler:
         aggs = [c.agg for c in children]
         agg = None
         if any(a is not None for a in aggs):
+
             def agg(vals: list) -> list:
                 return [a([x[i] for x in vals]) if a is not None else vals[0][i] for i, a in enumerate(aggs)]
-        fmt_str = ''.join(c.fmt for c in children)
+
+        fmt_str = "".join(c.fmt for c in children)
         return _Node(fmt_str, [z for c in children for z in c.zeros], dec, enc, agg)
 
     def char_array(self, count: int, epath: str, idx: int) -> _Node:
         def dec(v: tuple) -> str:
-            return v[idx].split(b'\0', 1)[0].decode('utf-8', 'backslashreplace')
+            return v[idx].split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
 
         def enc(obj: Any, out: list) -> None:
             if isinstance(obj, str):
-                raw = obj.encode('utf-8')
+                raw = obj.encode("utf-8")
             elif isinstance(obj, (bytes, bytearray)):
                 raw = bytes(obj)
             else:
-                raise CodecError(epath, f'expected a string of up to {count} bytes, got {obj!r}')
+                raise CodecError(epath, f"expected a string of up to {count} bytes, got {obj!r}")
             if len(raw) > count:
-                raise CodecError(epath, f'{obj!r} is {len(raw)} bytes, longer than char[{count}]')
+                raise CodecError(epath, f"{obj!r} is {len(raw)} bytes, longer than char[{count}]")
             out.append(raw)
 
-        return _Node('%ds' % count, [b''], dec, enc)
+        return _Node("%ds" % count, [b""], dec, enc)
 
     def plain_array(self, relem: Int, count: int, code: str, epath: str, idx: int) -> _Node:
         lo, hi = _int_range(relem.size * 8, relem.signed)
@@ -518,23 +564,23 @@ class _Compiler:
 
         def enc(obj: Any, out: list) -> None:
             if not isinstance(obj, (list, tuple)):
-                raise CodecError(epath, f'expected a list of up to {count} integers, got {obj!r}')
+                raise CodecError(epath, f"expected a list of up to {count} integers, got {obj!r}")
             n = len(obj)
             if n > count:
-                raise CodecError(epath, f'{n} items do not fit in {label}[{count}]')
+                raise CodecError(epath, f"{n} items do not fit in {label}[{count}]")
             for i, x in enumerate(obj):
-                if type(x) is int and lo <= x <= hi:
+                if x.__class__ is int and lo <= x <= hi:
                     out.append(x)
                 elif x is None:
                     out.append(0)
                 else:
-                    out.append(_as_int(x, f'{epath}[{i}]', lo, hi, label))
+                    out.append(_as_int(x, f"{epath}[{i}]", lo, hi, label))
             out.extend(zero_tail[n:])
 
         def agg(vals: list) -> list:
-            return [sum(col) for col in zip(*vals)]  # noqa: B905 (strict= needs 3.10; module_utils run on 3.9)
+            return [sum(col) for col in zip(*vals)]
 
-        return _Node('%d%s' % (count, code), zero_tail, dec, enc, agg)
+        return _Node("%d%s" % (count, code), zero_tail, dec, enc, agg)
 
     # -- structs ---------------------------------------------------------------------------------
     def struct(self, rt: Struct, epath: str, fpath: str, idx: int, anon: bool) -> _Node:
@@ -546,25 +592,25 @@ class _Compiler:
             if m.bitfield_size:
                 start = m.bit_offset // 8
                 end = (m.bit_offset + m.bitfield_size + 7) // 8
-                regions.append(['bits', start, end, [m]])
+                regions.append(["bits", start, end, [m]])
             else:
                 start = m.bit_offset // 8
                 if m.bit_offset % 8:
-                    raise CodecError(_join(epath, m.name), 'member is not byte aligned and not a bitfield')
-                regions.append(['member', start, start + m.type.size, m])
+                    raise CodecError(_join(epath, m.name), "member is not byte aligned and not a bitfield")
+                regions.append(["member", start, start + m.type.size, m])
         regions.sort(key=lambda r: (r[1], r[2]))
         merged: list[list[Any]] = []
         for r in regions:
             if merged and r[1] < merged[-1][2]:
                 prev = merged[-1]
-                if r[0] == 'bits' and prev[0] == 'bits':
+                if r[0] == "bits" and prev[0] == "bits":
                     prev[2] = max(prev[2], r[2])
                     prev[3].extend(r[3])
                     continue
-                raise CodecError(epath, f'members of {type_name(rt)} overlap at byte {r[1]}')
+                raise CodecError(epath, f"members of {type_name(rt)} overlap at byte {r[1]}")
             merged.append(r)
         if merged and merged[-1][2] > size:
-            raise CodecError(epath, f'members of {type_name(rt)} extend past its size {size}')
+            raise CodecError(epath, f"members of {type_name(rt)} extend past its size {size}")
 
         fmt_parts: list[str] = []
         zeros: list[Any] = []
@@ -576,14 +622,14 @@ class _Compiler:
         known: list[str] = []
         for kind, start, end, payload in merged:
             if start > offset:
-                fmt_parts.append('%dx' % (start - offset))
+                fmt_parts.append("%dx" % (start - offset))
             offset = end
-            if kind == 'bits':
+            if kind == "bits":
                 if not _LITTLE:
-                    raise CodecError(epath, 'bitfields are only supported on little-endian hosts')
+                    raise CodecError(epath, "bitfields are only supported on little-endian hosts")
                 node, bf_items = self.bitfields(payload, start, end, epath, fpath, pos)
                 ordered.extend((member_order[id(bm)], bm.name, bn) for bm, bn in bf_items)
-                known.extend(bm.name for bm, _ in bf_items)
+                known.extend(bm.name for bm, _unused in bf_items)
                 encoders.append(_region_encoder_all(node))
             else:
                 m: Member = payload
@@ -593,7 +639,8 @@ class _Compiler:
                         node = self.union(rmt, epath, fpath, pos, anon=True)
                     else:
                         node = self.struct(rmt, epath, fpath, pos, anon=True)
-                    assert node.flat_names is not None
+                    if not (node.flat_names is not None):
+                        raise AssertionError("internal error: expected node.flat_names is not None")
                     known.extend(node.flat_names)
                     ordered.append((member_order[id(m)], None, node))
                     encoders.append(_region_encoder_all(node))
@@ -606,14 +653,14 @@ class _Compiler:
             zeros.extend(node.zeros)
             pos += node.nvals
         if size > offset:
-            fmt_parts.append('%dx' % (size - offset))
+            fmt_parts.append("%dx" % (size - offset))
         # Regions were placed by byte offset; decoded dicts follow declaration order.
         ordered.sort(key=itemgetter(0))
         items = [(name, n) for _i, name, n in ordered]
 
         known_set = frozenset(known)
         type_label = type_name(rt)
-        if any(name is None for name, _ in items):
+        if any(name is None for name, _unused in items):
             seq = [(name, n.dec) for name, n in items]
 
             def dec(v: tuple) -> dict:
@@ -654,28 +701,31 @@ class _Compiler:
                     d[name] = vals[0][name]
             return d
 
-        node = _Node(''.join(fmt_parts), zeros, dec, enc, agg)
+        node = _Node("".join(fmt_parts), zeros, dec, enc, agg)
         node.flat_names = tuple(known)
         return node
 
-    def bitfields(self, members: list[Member], start: int, end: int, epath: str, fpath: str,
-                  idx: int) -> tuple[_Node, list[tuple[Member, _Node]]]:
+    def bitfields(
+        self, members: list[Member], start: int, end: int, epath: str, fpath: str, idx: int
+    ) -> tuple[_Node, list[tuple[Member, _Node]]]:
         """One storage slot for bitfields sharing bytes [start, end)."""
         nbytes = end - start
-        code = {1: 'B', 2: 'H', 4: 'I', 8: 'Q'}.get(nbytes)
-        slot_fmt = code if code else '%ds' % nbytes
+        code = {1: "B", 2: "H", 4: "I", 8: "Q"}.get(nbytes)
+        slot_fmt = code if code else "%ds" % nbytes
         if code:
+
             def read(v: tuple) -> int:
                 return v[idx]
 
             def write(x: int) -> Any:
                 return x
         else:
+
             def read(v: tuple) -> int:
-                return int.from_bytes(v[idx], 'little')
+                return int.from_bytes(v[idx], "little")
 
             def write(x: int) -> Any:
-                return x.to_bytes(nbytes, 'little')
+                return x.to_bytes(nbytes, "little")
 
         specs = []
         items: list[tuple[Member, _Node]] = []
@@ -688,27 +738,36 @@ class _Compiler:
             fmt = self.formats.get(mfpath)
             if fmt is not None:
                 self.used.add(mfpath)
-                if fmt != 'hex':
-                    raise CodecError(mfpath, f'format {fmt!r} does not apply to bitfields')
-            signed = bool(getattr(rt, 'signed', False))
+                if fmt != "hex":
+                    raise CodecError(mfpath, f"format {fmt!r} does not apply to bitfields")
+            signed = bool(getattr(rt, "signed", False))
             if isinstance(rt, Int) and rt.is_bool:
                 signed = False
             lo, hi = _int_range(width, signed)
-            label = f'{width}-bit {"signed" if signed else "unsigned"} bitfield'
+            label = f"{width}-bit {'signed' if signed else 'unsigned'} bitfield"
             names: dict[int, str] = {}
             values: dict[str, int] = {}
             if isinstance(rt, Enum):
                 names = dict((v, n) for n, v in reversed(rt.values))
                 values = dict(rt.values)
             elif not isinstance(rt, Int):
-                raise CodecError(mpath, f'bitfield of {_describe(rt)} is not supported')
+                raise CodecError(mpath, f"bitfield of {_describe(rt)} is not supported")
             is_bool = isinstance(rt, Int) and rt.is_bool
             specs.append((m.name, shift, mask, width, signed, lo, hi, label, values, is_bool, mpath))
             if not m.name:
                 continue
-            items.append((m, _Node('', [], _bitfield_decoder(read, shift, mask, width, signed, names, is_bool,
-                                                                 fmt == 'hex'), _no_enc,
-                                        None if (names or is_bool or fmt) else _sum_agg)))
+            items.append(
+                (
+                    m,
+                    _Node(
+                        "",
+                        [],
+                        _bitfield_decoder(read, shift, mask, width, signed, names, is_bool, fmt == "hex"),
+                        _no_enc,
+                        None if (names or is_bool or fmt) else _sum_agg,
+                    ),
+                )
+            )
 
         def enc(obj: Any, out: list) -> None:
             x = 0
@@ -719,7 +778,7 @@ class _Compiler:
                 if values and isinstance(val, str) and val in values:
                     iv = values[val]
                     if not lo <= iv <= hi:
-                        raise CodecError(mpath, f'{val!r} ({iv}) does not fit in the {label}')
+                        raise CodecError(mpath, f"{val!r} ({iv}) does not fit in the {label}")
                 elif is_bool:
                     iv = int(_as_bool(val, mpath))
                 else:
@@ -736,10 +795,10 @@ class _Compiler:
         for m in rt.members:
             # Each member is decoded as a one-member struct over the union's bytes, which
             # handles bitfields, nested anonymous members and formats uniformly.
-            shell = Struct('', size, [m], False, 1)
+            shell = Struct("", size, [m], False, 1)
             node = self.struct(shell, epath, fpath, 0, anon=True)
             subs.append((node.flat_names or (), Codec(shell, node, epath)))
-        all_names = tuple(n for names, _ in subs for n in names)
+        all_names = tuple(n for names, _unused in subs for n in names)
         known_set = frozenset(all_names)
         type_label = type_name(rt)
 
@@ -758,12 +817,12 @@ class _Compiler:
                 out.append(bytes(size))
                 return
             if len(chosen) > 1:
-                given = ', '.join(n for names, _ in chosen for n in names if obj.get(n) is not None)
-                raise CodecError(epath, f'{type_label} takes one member, got {given}')
+                given = ", ".join(n for names, _unused in chosen for n in names if obj.get(n) is not None)
+                raise CodecError(epath, f"{type_label} takes one member, got {given}")
             names, c = chosen[0]
             out.append(c.encode({n: obj[n] for n in names if n in obj}))
 
-        node = _Node('%ds' % size, [bytes(size)], dec, enc)
+        node = _Node("%ds" % size, [bytes(size)], dec, enc)
         node.flat_names = all_names
         return node
 
@@ -773,11 +832,19 @@ def _no_dec(v: tuple) -> None:
 
 
 def _no_enc(obj: Any, out: list) -> None:
-    raise AssertionError('bitfields are encoded by their storage slot')
+    raise AssertionError("bitfields are encoded by their storage slot")
 
 
-def _bitfield_decoder(read: Callable[[tuple], int], shift: int, mask: int, width: int, signed: bool,
-                      names: dict[int, str], is_bool: bool, as_hex: bool) -> Decoder:
+def _bitfield_decoder(
+    read: Callable[[tuple], int],
+    shift: int,
+    mask: int,
+    width: int,
+    signed: bool,
+    names: dict[int, str],
+    is_bool: bool,
+    as_hex: bool,
+) -> Decoder:
     sign = 1 << (width - 1)
     full = 1 << width
 
@@ -790,6 +857,7 @@ def _bitfield_decoder(read: Callable[[tuple], int], shift: int, mask: int, width
         if names:
             return names.get(x, hex(x) if as_hex else x)
         return hex(x) if as_hex else x
+
     return dec
 
 
@@ -802,6 +870,7 @@ def _region_encoder_member(name: str, node: _Node) -> Callable[[dict, list], Non
             out.extend(zeros)
         else:
             enc(val, out)
+
     return region
 
 
@@ -812,24 +881,26 @@ def _region_encoder_all(node: _Node) -> Callable[[dict, list], None]:
 
 def _check_dict(obj: Any, epath: str, known: frozenset, type_label: str) -> dict:
     if not isinstance(obj, Mapping):
-        raise CodecError(epath, f'expected a mapping for {type_label}, got {obj!r}')
-    if '' in obj:
+        raise CodecError(epath, f"expected a mapping for {type_label}, got {obj!r}")
+    if "" in obj:
         # bpftool prints anonymous struct/union members under an empty key; accept that shape.
-        inner = obj['']
-        obj = {k: v for k, v in obj.items() if k != ''}
+        inner = obj[""]
+        obj = {k: v for k, v in obj.items() if k != ""}
         if isinstance(inner, Mapping):
             obj.update(inner)
     unknown = [k for k in obj if k not in known]
     if unknown:
-        raise CodecError(_join(epath, str(unknown[0])) if len(unknown) == 1 else epath,
-                         f"unknown field{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(repr(k) for k in unknown)} in {type_label} "
-                         f"(fields: {', '.join(sorted(known))})")
+        raise CodecError(
+            _join(epath, str(unknown[0])) if len(unknown) == 1 else epath,
+            f"unknown field{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(k) for k in unknown)} in {type_label} "
+            f"(fields: {', '.join(sorted(known))})",
+        )
     return obj  # type: ignore[return-value]
 
 
 def _join(path: str, name: str) -> str:
-    return f'{path}.{name}' if name else path
+    return f"{path}.{name}" if name else path
 
 
 def _innermost(t: Array) -> BtfType:
@@ -846,23 +917,26 @@ def _is_byte_int(t: Array) -> bool:
 
 def _has_format_default(t: BtfType) -> bool:
     while isinstance(t, (Typedef, Modifier)):
-        if isinstance(t, Typedef) and t.name in ('__be16', '__be32', '__be64'):
+        if isinstance(t, Typedef) and t.name in ("__be16", "__be32", "__be64"):
             return True
         t = t.type
-    return isinstance(t, Struct) and t.name in ('in_addr', 'in6_addr')
+    return isinstance(t, Struct) and t.name in ("in_addr", "in6_addr")
 
 
 def _describe(t: BtfType) -> str:
     rt = resolve(t)
     if isinstance(rt, Int):
         if rt.is_bool:
-            return 'bool'
-        if rt.is_char or rt.name == 'char':
-            return 'char'
+            return "bool"
+        if rt.is_char or rt.name == "char":
+            return "char"
         return _int_label(rt.size, rt.signed)
     if isinstance(rt, Array):
-        return f'{_describe(rt.elem)}[{rt.count}]' if not isinstance(resolve(rt.elem), Array) else \
-            _describe(rt.elem).replace('[', f'[{rt.count}][', 1)
+        return (
+            f"{_describe(rt.elem)}[{rt.count}]"
+            if not isinstance(resolve(rt.elem), Array)
+            else _describe(rt.elem).replace("[", f"[{rt.count}][", 1)
+        )
     return type_name(rt)
 
 
@@ -870,16 +944,17 @@ def _describe(t: BtfType) -> str:
 # Public codecs
 # ----------------------------------------------------------------------------------------------
 
+
 class Codec:
     """Encoder/decoder for one type; build with compile_codec()."""
 
     def __init__(self, t: BtfType, node: _Node, root: str) -> None:
         self.type = t
         self.root = root
-        self._struct = struct.Struct('=' + node.fmt)
+        self._struct = struct.Struct("=" + node.fmt)
         self.size = self._struct.size
         if self.size != t.size:
-            raise CodecError(root, f'internal error: compiled {self.size} bytes for a {t.size}-byte {type_name(t)}')
+            raise CodecError(root, f"internal error: compiled {self.size} bytes for a {t.size}-byte {type_name(t)}")
         self._node = node
         self._pack = self._struct.pack
         self._unpack_from = self._struct.unpack_from
@@ -892,24 +967,24 @@ class Codec:
         try:
             return self._pack(*out)
         except struct.error as exc:  # a converter let through something struct rejects
-            raise CodecError(self.root, f'cannot encode {obj!r}: {exc}') from None
+            raise CodecError(self.root, f"cannot encode {obj!r}: {exc}") from None
 
     def decode(self, data: bytes | bytearray | memoryview, offset: int = 0) -> Any:
         try:
             vals = self._unpack_from(data, offset)
         except struct.error:
-            raise CodecError(self.root, f'expected {self.size} bytes, got {len(data) - offset}') from None
+            raise CodecError(self.root, f"expected {self.size} bytes, got {len(data) - offset}") from None
         return self._dec(vals)
 
     def aggregate(self, values: list) -> Any:
         """Combine decoded per-CPU values: plain integers are summed, everything else is CPU 0's."""
         if not values:
-            raise CodecError(self.root, 'nothing to aggregate')
+            raise CodecError(self.root, "nothing to aggregate")
         agg = self._node.agg
         return agg(values) if agg is not None else values[0]
 
 
-def compile_codec(t: BtfType, formats: Mapping[str, str] | None = None, root: str = 'value') -> Codec:
+def compile_codec(t: BtfType, formats: Mapping[str, str] | None = None, root: str = "value") -> Codec:
     """Compile a codec for ``t``.
 
     ``formats`` maps dotted field paths rooted at ``root`` (``key``, ``value.inner.addr``;
@@ -937,19 +1012,23 @@ class PerCpuCodec:
 
     def __init__(self, codec: Any, ncpus: int) -> None:
         if ncpus <= 0:
-            raise ValueError('ncpus must be positive')
+            raise ValueError("ncpus must be positive")
         self.codec = codec
         self.ncpus = ncpus
         self.stride = (codec.size + 7) // 8 * 8
         self.size = self.stride * ncpus
-        self.root = getattr(codec, 'root', 'value')
-        t = getattr(codec, 'type', None)
+        self.root = getattr(codec, "root", "value")
+        t = getattr(codec, "type", None)
         self._value_is_list = t is not None and isinstance(resolve(t), Array)
 
     def _split(self, obj: Any) -> list | None:
-        if isinstance(obj, Mapping) and 'per_cpu' in obj and isinstance(obj['per_cpu'], (list, tuple)) \
-                and set(obj) <= {'per_cpu', 'sum'}:
-            return list(obj['per_cpu'])
+        if (
+            isinstance(obj, Mapping)
+            and "per_cpu" in obj
+            and isinstance(obj["per_cpu"], (list, tuple))
+            and set(obj) <= {"per_cpu", "sum"}
+        ):
+            return list(obj["per_cpu"])
         if isinstance(obj, (list, tuple)) and not self._value_is_list:
             return list(obj)
         return None
@@ -960,24 +1039,24 @@ class PerCpuCodec:
         if values is None:
             one = self.codec.encode(obj)
             for i in range(self.ncpus):
-                out[i * self.stride:i * self.stride + len(one)] = one
+                out[i * self.stride : i * self.stride + len(one)] = one
             return bytes(out)
         if len(values) != self.ncpus:
-            raise CodecError(self.root, f'expected one value per CPU ({self.ncpus}), got {len(values)}')
+            raise CodecError(self.root, f"expected one value per CPU ({self.ncpus}), got {len(values)}")
         for i, v in enumerate(values):
             try:
                 raw = self.codec.encode(v)
             except CodecError as exc:
-                raise CodecError(exc.path.replace(self.root, f'{self.root}[cpu {i}]', 1), exc.problem) from None
-            out[i * self.stride:i * self.stride + len(raw)] = raw
+                raise CodecError(exc.path.replace(self.root, f"{self.root}[cpu {i}]", 1), exc.problem) from None
+            out[i * self.stride : i * self.stride + len(raw)] = raw
         return bytes(out)
 
     def decode(self, data: bytes | bytearray | memoryview, offset: int = 0) -> dict:
         if len(data) - offset < self.size:
-            raise CodecError(self.root, f'expected {self.size} bytes ({self.ncpus} CPUs), got {len(data) - offset}')
+            raise CodecError(self.root, f"expected {self.size} bytes ({self.ncpus} CPUs), got {len(data) - offset}")
         dec = self.codec.decode
         per_cpu = [dec(data, offset + i * self.stride) for i in range(self.ncpus)]
-        return {'per_cpu': per_cpu, 'sum': self.codec.aggregate(per_cpu)}
+        return {"per_cpu": per_cpu, "sum": self.codec.aggregate(per_cpu)}
 
 
 class _HexCodec:
@@ -993,16 +1072,16 @@ class _HexCodec:
         return _hex_to_bytes(obj, self.root, self.size)
 
     def decode(self, data: bytes | bytearray | memoryview, offset: int = 0) -> str:
-        chunk = bytes(data[offset:offset + self.size])
+        chunk = bytes(data[offset : offset + self.size])
         if len(chunk) != self.size:
-            raise CodecError(self.root, f'expected {self.size} bytes, got {len(chunk)}')
+            raise CodecError(self.root, f"expected {self.size} bytes, got {len(chunk)}")
         return chunk.hex()
 
     def aggregate(self, values: list) -> Any:
         return values[0]
 
 
-def hexdump_codec(size: int, root: str = 'value') -> _HexCodec:
+def hexdump_codec(size: int, root: str = "value") -> _HexCodec:
     return _HexCodec(size, root)
 
 
@@ -1024,21 +1103,25 @@ class LpmCodec:
         if not isinstance(obj, str):
             return self.inner.encode(obj)
         if self.cidr is None:
-            raise CodecError(self.root, f'{obj!r}: CIDR strings need a 4 or 16-byte address after prefixlen; '
-                                        'give a mapping with prefixlen and the data fields')
+            raise CodecError(
+                self.root,
+                f"{obj!r}: CIDR strings need a 4 or 16-byte address after prefixlen; "
+                "give a mapping with prefixlen and the data fields",
+            )
         text = obj.strip()
         try:
             net = ipaddress.ip_network(text, strict=True)
         except ValueError as exc:
-            if 'host bits set' in str(exc):
-                raise CodecError(self.root, f'{obj!r} has host bits set') from None
-            raise CodecError(self.root, f'{obj!r} is not an {"IPv4" if self.cidr == "ipv4" else "IPv6"} network') \
-                from None
-        want = 4 if self.cidr == 'ipv4' else 6
+            if "host bits set" in str(exc):
+                raise CodecError(self.root, f"{obj!r} has host bits set") from None
+            raise CodecError(
+                self.root, f"{obj!r} is not an {'IPv4' if self.cidr == 'ipv4' else 'IPv6'} network"
+            ) from None
+        want = 4 if self.cidr == "ipv4" else 6
         if net.version != want:
-            raise CodecError(self.root, f'{obj!r} is not an IPv{want} network')
+            raise CodecError(self.root, f"{obj!r} is not an IPv{want} network")
         out = bytearray(self.size)
-        struct.pack_into('=I', out, 0, net.prefixlen)
+        struct.pack_into("=I", out, 0, net.prefixlen)
         out[self._data] = net.network_address.packed
         return bytes(out)
 
@@ -1046,25 +1129,27 @@ class LpmCodec:
         if self.cidr is None:
             return self.inner.decode(data, offset)
         if len(data) - offset < self.size:
-            raise CodecError(self.root, f'expected {self.size} bytes, got {len(data) - offset}')
-        plen = struct.unpack_from('=I', data, offset)[0]
-        raw = bytes(data[offset + self._data.start:offset + self._data.stop])
-        text = _ipv4_text(raw) if self.cidr == 'ipv4' else _ipv6_text(raw)
-        return f'{text}/{plen}'
+            raise CodecError(self.root, f"expected {self.size} bytes, got {len(data) - offset}")
+        plen = struct.unpack_from("=I", data, offset)[0]
+        raw = bytes(data[offset + self._data.start : offset + self._data.stop])
+        text = _ipv4_text(raw) if self.cidr == "ipv4" else _ipv6_text(raw)
+        return f"{text}/{plen}"
 
     def aggregate(self, values: list) -> Any:
         return values[0]
 
 
-def compile_lpm_codec(t: BtfType, formats: Mapping[str, str] | None = None, root: str = 'key') -> LpmCodec:
+def compile_lpm_codec(t: BtfType, formats: Mapping[str, str] | None = None, root: str = "key") -> LpmCodec:
     rt = resolve(t)
     if not isinstance(rt, Struct) or rt.is_union or not rt.members:
-        raise CodecError(root, f'an LPM trie key must be a struct starting with u32 prefixlen, got {type_name(t)}')
+        raise CodecError(root, f"an LPM trie key must be a struct starting with u32 prefixlen, got {type_name(t)}")
     first = rt.members[0]
     ft = resolve(first.type)
     if first.bit_offset != 0 or first.bitfield_size or not isinstance(ft, Int) or ft.size != 4:
-        raise CodecError(root, f'an LPM trie key must start with a u32 prefixlen, got {type_name(first.type)} '
-                               f'{first.name or "(anon)"}')
+        raise CodecError(
+            root,
+            f"an LPM trie key must start with a u32 prefixlen, got {type_name(first.type)} {first.name or '(anon)'}",
+        )
     inner = compile_codec(t, formats, root)
     rest = rt.members[1:]
     cidr = None
@@ -1073,8 +1158,11 @@ def compile_lpm_codec(t: BtfType, formats: Mapping[str, str] | None = None, root
         data = rest[0]
         data_size = data.type.size
         data_offset = data.bit_offset // 8
-        fmt = (formats or {}).get(f'{root}.{data.name}')
-        if data_size in (4, 16) and fmt in (None, 'ipv4' if data_size == 4 else 'ipv6') \
-                and data_offset + data_size <= rt.size:
-            cidr = 'ipv4' if data_size == 4 else 'ipv6'
+        fmt = (formats or {}).get(f"{root}.{data.name}")
+        if (
+            data_size in (4, 16)
+            and fmt in (None, "ipv4" if data_size == 4 else "ipv6")
+            and data_offset + data_size <= rt.size
+        ):
+            cidr = "ipv4" if data_size == 4 else "ipv6"
     return LpmCodec(inner, cidr, data_offset, data_size)

@@ -49,11 +49,11 @@ def random_value(t: _btf.BtfType, rng: random.Random, bits: int = 0) -> Any:
             return rng.randrange(-(1 << (width - 1)), 1 << (width - 1))
         return rng.randrange(0, 1 << width)
     if isinstance(r, _btf.Enum):
-        return rng.choice([name for name, _ in r.values])
+        return rng.choice([name for name, _unused in r.values])
     if _is_char_array(r):
-        return "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(rng.randrange(r.count)))
+        return "".join(rng.choice(string.ascii_letters + string.digits) for _i in range(rng.randrange(r.count)))
     if isinstance(r, _btf.Array):
-        return [random_value(r.elem, rng) for _ in range(r.count)]
+        return [random_value(r.elem, rng) for _i in range(r.count)]
     if isinstance(r, _btf.Struct):
         members = [m for m in r.members if m.name]
         if r.is_union:
@@ -148,7 +148,7 @@ def test_percpu_values_match_bpftool(clang_btf: _btf.Btf, pin_dir: Path) -> None
         codec = PerCpuCodec(compile_codec(value_type, root="value"), bpf_map.ncpus)
         assert codec.size == bpf_map.value_bytes
         rng = random.Random(7)
-        per_cpu = [random_value(value_type, rng) for _ in range(bpf_map.ncpus)]
+        per_cpu = [random_value(value_type, rng) for _i in range(bpf_map.ncpus)]
         bpf_map.update(b"\x01\x00\x00\x00", codec.encode(per_cpu))
         decoded = codec.decode(bpf_map.lookup(b"\x01\x00\x00\x00"))
     dump = bpftool("map", "dump", "pinned", str(pin_dir / "percpu"))

@@ -79,7 +79,7 @@ def test_queue_and_stack_push_peek_pop(kind: str, order: list[int]) -> None:
         with pytest.raises(BpfError, match="E2BIG"):
             m.update(None, u32(9))
         assert m.lookup(None) == u32(order[0])  # peek leaves it there
-        assert [m.pop() for _ in range(3)] == [u32(i) for i in order]
+        assert [m.pop() for _i in range(3)] == [u32(i) for i in order]
         assert m.pop() is None
         with pytest.raises(BpfError, match="cannot be iterated"):
             list(m.items())
@@ -130,7 +130,7 @@ def test_pin_open_info_and_unpin(pin_dir: Path) -> None:
 
 def test_fds_are_closed_deterministically() -> None:
     before = len(os.listdir("/proc/self/fd"))
-    for _ in range(50):
+    for _i in range(50):
         with _libbpf.map_create("array", "t", 4, 4, 1, label="t") as m:
             m.update(u32(0), u32(1))
         writer = _libbpf.BtfWriter("t")

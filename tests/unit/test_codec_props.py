@@ -25,7 +25,7 @@ SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[Heal
 
 
 def is_char_array(r: BtfType) -> bool:
-    return isinstance(r, Array) and isinstance(resolve(r.elem), Int) and resolve(r.elem).name == 'char'
+    return isinstance(r, Array) and isinstance(resolve(r.elem), Int) and resolve(r.elem).name == "char"
 
 
 def has_union(t: BtfType) -> bool:
@@ -74,6 +74,7 @@ def values(t: BtfType, bits: int = 0) -> st.SearchStrategy:
         for d in dicts:
             out.update(d)
         return out
+
     return st.tuples(*parts).map(merge)
 
 
@@ -87,19 +88,19 @@ def flat_members(s: Struct) -> dict[str, tuple[BtfType, int]]:
     return out
 
 
-def check(t: BtfType, given_value: Any, decoded: Any, path: str = 'value') -> None:
+def check(t: BtfType, given_value: Any, decoded: Any, path: str = "value") -> None:
     r = resolve(t)
     if isinstance(r, Enum):
         names = {v: n for n, v in reversed(r.values)}
         assert decoded == names.get(given_value, given_value), path
     elif isinstance(r, Array) and not is_char_array(r):
         assert len(decoded) == r.count, path
-        for i, (g, d) in enumerate(zip(given_value, decoded)):  # noqa: B905
-            check(r.elem, g, d, f'{path}[{i}]')
+        for i, (g, d) in enumerate(zip(given_value, decoded)):
+            check(r.elem, g, d, f"{path}[{i}]")
     elif isinstance(r, Struct):
         members = flat_members(r)
         for k, v in given_value.items():
-            check(members[k][0], v, decoded[k], f'{path}.{k}')
+            check(members[k][0], v, decoded[k], f"{path}.{k}")
     else:
         assert decoded == given_value, path
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Read and decode every entry of a typed map: cnf.ebpf (batch lookup + compiled codec) against bpftool.
 
 Creates a hash map of N flow entries (the packed 13-byte flow_key -> flow_stats), then times, in the same run:

@@ -683,7 +683,7 @@ class _Compiler:
             for e in encoders:
                 e(obj, out)
 
-        agg_items = [(name, n) for name, n in items]
+        agg_items = list(items)
 
         def agg(vals: list) -> dict:
             d: dict = {}

@@ -173,6 +173,8 @@ class BpfError(Exception):
         self.obj = obj
         self.errno = code
         self.detail = detail or os.strerror(code)
+        # For multi-element writes: how many elements the kernel had applied when this failed (None: not counted).
+        self.applied: int | None = None
         super().__init__(f"{op} {obj}: {errno_name(code)} ({self.detail})")
 
     @property
@@ -833,8 +835,12 @@ class BpfMap:
             done = self._update_batch(pairs, flags, chunk)
             if done is not None:
                 return done
-        for key, value in pairs:
-            self.update(key if self.key_size else None, value, flags)
+        for done, (key, value) in enumerate(pairs):
+            try:
+                self.update(key if self.key_size else None, value, flags)
+            except BpfError as exc:
+                exc.applied = done
+                raise
         return len(pairs)
 
     def _update_batch(self, pairs: list[tuple[bytes, bytes]], flags: int, chunk: int) -> int | None:
@@ -858,7 +864,10 @@ class BpfMap:
             if ret < 0:
                 if done == 0 and self._batch_refused("update", ret):
                     return None
-                raise self._fail("update batch", ret)
+                err = self._fail("update batch", ret)
+                # On errors other than EFAULT the kernel reports how many of this chunk it wrote.
+                err.applied = done + (count.value if -ret != errno_mod.EFAULT else 0)
+                raise err
             self._batch_ok["update"] = True
             done += count.value
         return done
@@ -880,14 +889,12 @@ class BpfMap:
                     self._batch_ok["delete"] = True
                     deleted += count.value
                     continue
-                if self._batch_refused("delete", ret):
-                    deleted += sum(1 for key in part if self.delete(key))
-                    continue
-                if ret != -errno_mod.ENOENT:
-                    raise self._fail("delete batch", ret)
-                # The kernel stops at the first missing key; the ones before it are gone already.
-                deleted += count.value
-                part = part[count.value :]
+                if not self._batch_refused("delete", ret):
+                    if ret != -errno_mod.ENOENT:
+                        raise self._fail("delete batch", ret)
+                    # The kernel stops at the first missing key; the ones before it are gone already.
+                    deleted += count.value
+                    part = part[count.value :]
             deleted += sum(1 for key in part if self.delete(key))
         return deleted
 

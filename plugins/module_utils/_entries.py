@@ -1,0 +1,325 @@
+# Copyright: (c) 2026, cnf.ebpf contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Resources layer for map contents: read a pinned map's entries, apply a plan with batched writes, the per-map
+lock, queue/stack draining, and inner maps of map-in-map types.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import struct
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+from ansible_collections.cnf.ebpf.plugins.module_utils import _btf, _codec, _libbpf, _maps
+from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError, BpfMap
+
+LOCK_DIR = "/run/cnf-ebpf"
+# Inner maps of map-in-map types are looked for under these roots (and the outer map's directory) by id.
+PIN_SEARCH_ROOTS = ("/sys/fs/bpf/cnf",)
+_PIN_SEARCH_LIMIT = 20000
+_U32 = struct.Struct("=I")
+
+
+class LockTimeout(Exception):
+    pass
+
+
+@contextmanager
+def map_lock(map_id: int, timeout: float) -> Iterator[None]:
+    """Serialise reconciles of one map (keyed by kernel map id, so two pins of one map share the lock)."""
+    os.makedirs(LOCK_DIR, exist_ok=True)
+    path = os.path.join(LOCK_DIR, f"map-{map_id}.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(
+                        f"map id {map_id}: another run has held {path} for more than {timeout:g}s"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def read_entries(bpf_map: BpfMap) -> dict[bytes, bytes]:
+    """Every entry as raw bytes (batched reads)."""
+    return dict(bpf_map.items())
+
+
+def read_queue(bpf_map: BpfMap, stack: bool) -> list[bytes]:
+    """Queue/stack contents in pop order. The kernel offers no way to look past the head, so this pops every value
+    and pushes them back; programs using the map at the same moment can see it shorter for that time."""
+    values = []
+    while True:
+        value = bpf_map.pop()
+        if value is None:
+            break
+        values.append(value)
+    restore = list(reversed(values)) if stack else values
+    for value in restore:
+        bpf_map.update(None, value)
+    return values
+
+
+class ApplyError(Exception):
+    """A kernel failure in the middle of applying a plan, with how far it got."""
+
+    def __init__(
+        self, cause: BpfError, written: int, total_writes: int, deletes_done: bool, total_deletes: int
+    ) -> None:
+        self.cause = cause
+        self.written = written
+        deletes = f"all {total_deletes} deletes" if deletes_done else f"none or part of {total_deletes} deletes"
+        super().__init__(
+            f"{cause}; applied {written} of {total_writes} writes and {deletes} before the failure "
+            "(writes go first, then deletes); fix the cause and rerun: the module converges"
+        )
+
+
+def apply_changes(
+    bpf_map: BpfMap,
+    upserts: list[tuple[bytes, bytes]],
+    deletes: list[bytes],
+    write_value: dict[bytes, bytes] | None = None,
+) -> None:
+    """Upserts first (so a rule is never missing while it is replaced), then deletes, in batched chunks.
+
+    `write_value` translates planned values for maps of maps, whose values are compared as inner map ids but
+    written as inner map fds."""
+    if write_value:
+        upserts = [(k, write_value.get(v, v)) for k, v in upserts]
+    written = 0
+    try:
+        written = bpf_map.update_many(upserts)
+        bpf_map.delete_many(deletes)
+    except BpfError as exc:
+        if exc.op.startswith("update"):
+            written = exc.applied or 0
+        raise ApplyError(exc, written, len(upserts), False, len(deletes)) from exc
+
+
+def refill_queue(bpf_map: BpfMap, drain: bool, push: list[bytes]) -> None:
+    """Optionally drain a queue/stack, then push values in the given order."""
+    try:
+        if drain:
+            while bpf_map.pop() is not None:
+                pass
+        bpf_map.update_many([(b"", value) for value in push])
+    except BpfError as exc:
+        raise ApplyError(exc, exc.applied or 0, len(push), True, 0) from exc
+
+
+class InnerMaps:
+    """Inner maps named by a playbook (pin path or id): opened once, compared by id, written by fd."""
+
+    def __init__(self) -> None:
+        self._maps: dict[str, BpfMap] = {}
+        self.fd_for_id: dict[bytes, bytes] = {}
+
+    def resolve(self, ref: str | int, where: str) -> bytes:
+        """The u32 map id (as the kernel stores it) of an inner map given by pin path or id."""
+        name = str(ref)
+        if name not in self._maps:
+            try:
+                inner = _libbpf.map_fd_by_id(int(ref)) if isinstance(ref, int) else None
+                bpf_map = BpfMap(inner) if inner is not None else _libbpf.map_open(name)
+            except BpfError as exc:
+                raise ValueError(f"{where}: inner map {ref!r}: {exc}") from exc
+            self._maps[name] = bpf_map
+            self.fd_for_id[_U32.pack(bpf_map.info["id"])] = _U32.pack(bpf_map.fd.fd)
+        return _U32.pack(self._maps[name].info["id"])
+
+    def close(self) -> None:
+        for bpf_map in self._maps.values():
+            bpf_map.close()
+        self._maps.clear()
+
+
+def find_pins_by_map_id(map_ids: set[int], roots: list[str]) -> dict[int, str]:
+    """Pin paths of the given map ids, searched (bounded) under the roots; maps pinned elsewhere are not found."""
+    found: dict[int, str] = {}
+    seen = 0
+    for root in roots:
+        for dirpath, _dirs, files in os.walk(root):
+            for name in sorted(files):
+                seen += 1
+                if seen > _PIN_SEARCH_LIMIT or len(found) == len(map_ids):
+                    return found
+                path = os.path.join(dirpath, name)
+                try:
+                    with _libbpf.obj_get(path) as fd:
+                        if _libbpf.obj_kind(fd) != "map":
+                            continue
+                        map_id = _libbpf.map_info(fd)["id"]
+                except BpfError as exc:
+                    if exc.errno in (errno.EACCES, errno.EPERM, errno.ENOENT, errno.EINVAL):
+                        continue
+                    raise
+                if map_id in map_ids:
+                    found.setdefault(map_id, path)
+    return found
+
+
+# Map types whose contents the collection reconciles, by how their contents behave.
+HASH_KINDS = frozenset({"hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "lpm_trie"})
+ARRAY_KINDS = frozenset({"array", "percpu_array"})
+MAP_IN_MAP_KINDS = frozenset({"hash_of_maps", "array_of_maps"})
+QUEUE_KINDS = frozenset({"queue", "stack"})
+EVENT_KINDS = frozenset({"ringbuf", "perf_event_array"})
+
+
+class EntryMap:
+    """A pinned map with the codecs for its keys and values, compiled once from its BTF (or declared schemas).
+
+    Keys and values without any type information are hex strings of their exact size; array indexes default to u32.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        key_schema: object = None,
+        value_schema: object = None,
+        formats: dict[str, str] | None = None,
+    ) -> None:
+        self.path = path
+        self.bpf_map = _libbpf.map_open(path)
+        try:
+            self._setup(key_schema, value_schema, formats or {})
+        except BaseException:
+            self.bpf_map.close()
+            raise
+        self.inner_maps = InnerMaps()
+
+    def close(self) -> None:
+        self.inner_maps.close()
+        self.bpf_map.close()
+
+    def __enter__(self) -> EntryMap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _setup(self, key_schema: object, value_schema: object, formats: dict[str, str]) -> None:
+        info = self.bpf_map.info
+        self.type: str = info["type"]
+        self.map_id: int = info["id"]
+        self.max_entries: int = info["max_entries"]
+        if self.type in EVENT_KINDS:
+            raise ValueError(
+                f"path: {self.path} is a {self.type} map: it carries events, not entries; capture them with "
+                "cnf.ebpf.bpf_events"
+            )
+        if not (
+            self.type in HASH_KINDS
+            or self.type in ARRAY_KINDS
+            or self.type in MAP_IN_MAP_KINDS
+            or self.type in QUEUE_KINDS
+        ):
+            raise ValueError(f"path: {self.path} is a {self.type} map, whose entries this module does not manage")
+        key_btf, value_btf = _maps.read_btf_types(info["btf_id"], info["btf_key_type_id"], info["btf_value_type_id"])
+        key_formats = {p: f for p, f in formats.items() if p == "key" or p.startswith(("key.", "key["))}
+        value_formats = {p: f for p, f in formats.items() if p == "value" or p.startswith(("value.", "value["))}
+        stray = sorted(set(formats) - set(key_formats) - set(value_formats))
+        if stray:
+            raise ValueError(f"formats.{stray[0]}: format paths start with 'key' or 'value'")
+        self.key_type = self._declared("key", key_btf, key_schema, info["key_size"])
+        self.value_type = self._declared("value", value_btf, value_schema, info["value_size"])
+        if self.key_type is None and (self.type in ARRAY_KINDS or self.type == "array_of_maps"):
+            self.key_type = _btf.type_from_schema("u32", path="key")  # the kernel's array index
+        if self.type in QUEUE_KINDS:
+            self.key_codec = None
+        elif self.key_type is None:
+            self.key_codec = _codec.hexdump_codec(info["key_size"], root="key")
+        elif self.type == "lpm_trie":
+            self.key_codec = _codec.compile_lpm_codec(self.key_type, key_formats, root="key")
+        else:
+            self.key_codec = _codec.compile_codec(self.key_type, key_formats, root="key")
+        if key_formats and self.key_codec is not None and self.key_type is None:
+            raise ValueError("formats: the map's key has no type; declare key_type to use formats on it")
+        if self.type in MAP_IN_MAP_KINDS:
+            if value_formats:
+                raise ValueError(f"formats.{sorted(value_formats)[0]}: map-in-map values are inner maps")
+            self.value_codec = None
+        elif self.value_type is None:
+            if value_formats:
+                raise ValueError("formats: the map's value has no type; declare value_type to use formats on it")
+            self.value_codec = _codec.hexdump_codec(info["value_size"], root="value")
+        else:
+            self.value_codec = _codec.compile_codec(self.value_type, value_formats, root="value")
+        self.per_cpu = self.bpf_map.ncpus if self.type in _libbpf.PERCPU_MAP_TYPES else 0
+        if self.per_cpu and self.value_codec is not None:
+            self.value_codec = _codec.PerCpuCodec(self.value_codec, self.per_cpu)
+        self.zero_value = bytes(self.bpf_map.value_bytes)
+
+    def _declared(self, side: str, from_btf: object, schema: object, size: int) -> object:
+        """The map's own type, or the declared schema for maps without BTF; both must agree when both exist."""
+        declared = None
+        if schema is not None:
+            declared = _btf.type_from_schema(schema, path=f"{side}_type")
+            if declared.size != size:
+                raise ValueError(
+                    f"{side}_type: {_btf.type_name(declared)} is {declared.size} bytes, the map's {side} is {size}"
+                )
+        if from_btf is not None and declared is not None:
+            differences = _btf.compare_layout(from_btf, declared, path=side)
+            if differences:
+                raise ValueError(f"{side}_type: differs from the map's BTF: " + "; ".join(differences))
+        return from_btf if from_btf is not None else declared
+
+    # encoding, with errors prefixed by the entry they belong to
+
+    def encode_key(self, obj: object) -> bytes:
+        raw = self.key_codec.encode(obj)
+        if self.type in ARRAY_KINDS or self.type == "array_of_maps":
+            index = int.from_bytes(raw, "little")
+            if index >= self.max_entries:
+                raise _codec.CodecError("key", f"index {index} is out of range for {self.max_entries} entries")
+        return raw
+
+    def encode_value(self, obj: object, where: str) -> bytes:
+        if self.type in MAP_IN_MAP_KINDS:
+            if not isinstance(obj, (str, int)) or isinstance(obj, bool):
+                raise _codec.CodecError("value", f"expected an inner map pin path or map id, got {obj!r}")
+            return self.inner_maps.resolve(obj, where)
+        return self.value_codec.encode(obj)
+
+    def decode_key(self, raw: bytes) -> object:
+        return self.key_codec.decode(raw)
+
+    def decode_value(self, raw: bytes) -> object:
+        if self.value_codec is None:  # map-in-map: the inner map's id
+            return _U32.unpack(raw)[0]
+        return self.value_codec.decode(raw)
+
+    # kernel I/O
+
+    def lock(self, timeout: float) -> AbstractContextManager[None]:
+        return map_lock(self.map_id, timeout)
+
+    def read(self) -> dict[bytes, bytes]:
+        return read_entries(self.bpf_map)
+
+    def read_queue(self) -> list[bytes]:
+        return read_queue(self.bpf_map, stack=self.type == "stack")
+
+    def apply(self, upserts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
+        fds = self.inner_maps.fd_for_id if self.type in MAP_IN_MAP_KINDS else None
+        apply_changes(self.bpf_map, upserts, deletes, fds)
+
+    def refill_queue(self, drain: bool, push: list[bytes]) -> None:
+        refill_queue(self.bpf_map, drain, push)
+
+    def inner_pin_paths(self, map_ids: set[int]) -> dict[int, str]:
+        roots = [os.path.dirname(self.path), *PIN_SEARCH_ROOTS]
+        return find_pins_by_map_id(map_ids, [r for r in dict.fromkeys(roots) if os.path.isdir(r)])

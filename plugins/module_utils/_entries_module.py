@@ -1,0 +1,326 @@
+# Copyright: (c) 2026, cnf.ebpf contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Surface layer for cnf.ebpf.bpf_map_entries: argument spec, entry sources, and `reconcile()`, which the module's
+main() calls and tests can call in-process.
+
+Order of work: load and encode every declared entry (validation first: nothing is written if one is bad), take the
+map's lock, read the current contents, plan (pure), apply (upserts, then deletes), render counts and a bounded diff.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.cnf.ebpf.plugins.module_utils import _entries_plan
+from ansible_collections.cnf.ebpf.plugins.module_utils._codec import CodecError
+from ansible_collections.cnf.ebpf.plugins.module_utils._entries import (
+    ARRAY_KINDS,
+    MAP_IN_MAP_KINDS,
+    QUEUE_KINDS,
+    ApplyError,
+    EntryMap,
+    LockTimeout,
+)
+from ansible_collections.cnf.ebpf.plugins.module_utils._entries_plan import STATES, Change, ValueOps, WantEntry
+from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError
+from ansible_collections.cnf.ebpf.plugins.module_utils._map_module import fail_without_libbpf
+
+ARGUMENT_SPEC: dict[str, Any] = {
+    "path": {"type": "path", "required": True},
+    "state": {"type": "str", "default": "merged", "choices": list(STATES)},
+    "entries": {"type": "list", "elements": "raw"},
+    "src": {"type": "path"},
+    # no_log=False: these are type schemas, not secrets (validate-modules flags "key" in option names).
+    "key_type": {"type": "raw", "no_log": False},
+    "value_type": {"type": "raw"},
+    "formats": {"type": "dict", "default": {}},
+    "diff_limit": {"type": "int", "default": 20},
+    "limit": {"type": "int", "default": 10000},
+    "dest": {"type": "path"},
+    "lock_timeout": {"type": "int", "default": 60},
+}
+MUTUALLY_EXCLUSIVE = [("entries", "src")]
+LRU_TYPES = frozenset({"lru_hash", "lru_percpu_hash"})
+_ENTRY_FIELDS = frozenset({"key", "value", "inner_map_id"})  # inner_map_id: gathered output fed back in
+
+
+class EntriesError(ValueError):
+    """Bad input: the message names the option or entry, the field path and the problem. Nothing was changed."""
+
+
+def _with_defaults(params: dict[str, Any]) -> dict[str, Any]:
+    full = {name: spec.get("default") for name, spec in ARGUMENT_SPEC.items()}
+    full.update({k: v for k, v in params.items() if v is not None or k not in full})
+    if full["state"] not in STATES:
+        raise EntriesError(f"state: {full['state']!r} is not one of {', '.join(STATES)}")
+    if full["entries"] is not None and full["src"] is not None:
+        raise EntriesError("entries, src: give one or the other")
+    return full
+
+
+# --- entry sources -------------------------------------------------------------------------------------------------
+
+
+def _nest(row: dict[str, str], where: str) -> dict[str, Any]:
+    """A CSV row with dotted headers (key.src_ip, value.stats.packets) as a nested entry; empty cells are left out."""
+    entry: dict[str, Any] = {}
+    for column, cell in row.items():
+        if column is None:
+            raise EntriesError(f"{where}: more cells than header columns")
+        if cell is None or cell == "":
+            continue
+        parts = column.strip().split(".")
+        node = entry
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise EntriesError(f"{where}: column {column!r} nests under a column that holds a scalar")
+            node = child
+        node[parts[-1]] = cell
+    return entry
+
+
+def load_src(path: str) -> list[Any]:
+    """Entries from a file on the managed host: JSON or YAML (a list of {key, value}), or CSV with a header row."""
+    lower = path.lower()
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            if lower.endswith(".csv"):
+                return [_nest(row, f"src: {path} line {n + 2}") for n, row in enumerate(csv.DictReader(f))]
+            if lower.endswith(".json"):
+                data = json.load(f)
+            elif lower.endswith((".yml", ".yaml")):
+                try:
+                    import yaml
+                except ImportError:
+                    raise EntriesError(
+                        f"src: {path}: reading YAML needs PyYAML on the managed host; use JSON or CSV"
+                    ) from None
+                loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+                data = yaml.load(f, Loader=loader)  # a SafeLoader (C version when libyaml is there)
+            else:
+                raise EntriesError(f"src: {path}: use a .json, .yml/.yaml or .csv file")
+    except OSError as exc:
+        raise EntriesError(f"src: cannot read {path}: {exc.strerror}") from exc
+    except ValueError as exc:  # JSON and YAML parse errors
+        if isinstance(exc, EntriesError):
+            raise
+        raise EntriesError(f"src: {path} is not valid: {exc}") from exc
+    if isinstance(data, dict) and isinstance(data.get("entries"), list):
+        data = data["entries"]  # a saved gathered result
+    if not isinstance(data, list):
+        raise EntriesError(f"src: {path} must hold a list of entries, not {type(data).__name__}")
+    return data
+
+
+# --- encoding (validation first) -----------------------------------------------------------------------------------
+
+
+def _field(entry: Any, index: int, name: str, required: bool) -> Any:
+    if not isinstance(entry, dict):
+        raise EntriesError(f"entries[{index}]: expected a mapping with key and value, got {entry!r}")
+    unknown = sorted(set(entry) - _ENTRY_FIELDS)
+    if unknown:
+        raise EntriesError(f"entries[{index}].{unknown[0]}: unknown field (entries have key and value)")
+    if required and name not in entry:
+        raise EntriesError(f"entries[{index}].{name}: missing")
+    return entry.get(name)
+
+
+def encode_entries(emap: EntryMap, entries: list[Any], state: str) -> list[WantEntry]:
+    """Encode every declared entry; the first bad one fails the task naming its index and field."""
+    need_value = state in ("merged", "replaced", "overridden")
+    want = []
+    for index, entry in enumerate(entries):
+        key_obj = _field(entry, index, "key", True)
+        value_obj = _field(entry, index, "value", need_value)
+        try:
+            key = emap.encode_key(key_obj)
+            value = emap.encode_value(value_obj, f"entries[{index}].value") if need_value else None
+        except CodecError as exc:
+            raise EntriesError(f"entries[{index}].{exc}") from exc
+        except ValueError as exc:  # an inner map that cannot be opened; the message names the entry
+            raise EntriesError(str(exc)) from exc
+        want.append(WantEntry(index, key, value_obj, value))
+    return want
+
+
+def encode_queue_values(emap: EntryMap, entries: list[Any]) -> list[bytes]:
+    values = []
+    for index, entry in enumerate(entries):
+        if isinstance(entry, dict) and "key" in entry:
+            raise EntriesError(f"entries[{index}].key: {emap.type} maps have no keys; give entries as {{value: ...}}")
+        value_obj = _field(entry, index, "value", True)
+        try:
+            values.append(emap.encode_value(value_obj, f"entries[{index}].value"))
+        except CodecError as exc:
+            raise EntriesError(f"entries[{index}].{exc}") from exc
+        except ValueError as exc:
+            raise EntriesError(str(exc)) from exc
+    return values
+
+
+# --- rendering -----------------------------------------------------------------------------------------------------
+
+
+def _render_line(key: Any, value: Any) -> str:
+    return json.dumps({"key": key, "value": value}, default=str)
+
+
+def render_diff(emap: EntryMap, changes: list[Change], limit: int) -> dict[str, str]:
+    """Decoded before/after of the changed keys only, one line per key; at most `limit` keys, then a count."""
+    before, after = [], []
+    for change in sorted(changes, key=lambda c: c.key)[: max(limit, 0)]:
+        key = emap.decode_key(change.key) if emap.key_codec is not None else None
+        if change.before is not None:
+            before.append(_render_line(key, emap.decode_value(change.before)))
+        if change.after is not None:
+            after.append(_render_line(key, emap.decode_value(change.after)))
+    if len(changes) > limit:
+        more = f"... and {len(changes) - limit} more changed keys"
+        before.append(more)
+        after.append(more)
+    return {
+        "before": "".join(line + "\n" for line in before),
+        "after": "".join(line + "\n" for line in after),
+        "before_header": f"{emap.path} (changed entries)",
+        "after_header": f"{emap.path} (changed entries)",
+    }
+
+
+def _write_json_atomically(path: str, data: Any) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".cnf-ebpf-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def gather(emap: EntryMap, params: dict[str, Any], timeout: float) -> dict[str, Any]:
+    with emap.lock(timeout):
+        if emap.type in QUEUE_KINDS:
+            entries = [{"value": emap.decode_value(v)} for v in emap.read_queue()]
+        else:
+            raw = sorted(emap.read().items())
+            entries = [{"key": emap.decode_key(k), "value": emap.decode_value(v)} for k, v in raw]
+    if emap.type in MAP_IN_MAP_KINDS:
+        paths = emap.inner_pin_paths({e["value"] for e in entries})
+        for entry in entries:
+            entry["inner_map_id"] = entry["value"]
+            entry["value"] = paths.get(entry["value"], entry["value"])
+    result: dict[str, Any] = {"changed": False, "count": len(entries)}
+    if params["dest"]:
+        _write_json_atomically(params["dest"], entries)
+        result["dest"] = params["dest"]
+    limit = params["limit"]
+    result["truncated"] = len(entries) > limit
+    result["entries"] = entries[:limit] if limit >= 0 else entries
+    return result
+
+
+# --- reconcile -----------------------------------------------------------------------------------------------------
+
+
+def _reconcile_queue(emap: EntryMap, state: str, entries: list[Any], check_mode: bool, timeout: float) -> dict:
+    if state == "replaced":
+        raise EntriesError(
+            f"state: replaced has no meaning for {emap.type} maps (no keys); use merged to push, overridden for exact "
+            "contents, deleted to drain"
+        )
+    want = encode_queue_values(emap, entries)
+    with emap.lock(timeout):
+        have = emap.read_queue()
+        try:
+            plan = _entries_plan.plan_queue(state, want, have, stack=emap.type == "stack")
+        except _entries_plan.PlanError as exc:
+            raise EntriesError(str(exc)) from exc
+        if plan.changed and not check_mode:
+            emap.refill_queue(plan.drain, plan.push)
+    result: dict[str, Any] = {"changed": plan.changed, "counts": plan.counts()}
+    result["_diff"] = (
+        [Change(b"", v, None) for v in have] + [Change(b"", None, v) for v in want]
+        if plan.changed and state == "overridden"
+        else []
+    )
+    return result
+
+
+def reconcile(params: dict[str, Any], check_mode: bool = False, diff: bool = False) -> dict[str, Any]:
+    """Run the module's logic; raises EntriesError (bad input), BpfError or ApplyError (kernel), LockTimeout."""
+    p = _with_defaults(params)
+    state = p["state"]
+    entries = load_src(p["src"]) if p["src"] else (p["entries"] or [])
+    try:
+        emap = EntryMap(p["path"], p["key_type"], p["value_type"], p["formats"])
+    except (ValueError, CodecError) as exc:
+        raise EntriesError(str(exc)) from exc
+    with emap:
+        warnings = []
+        if emap.type in LRU_TYPES and state != "gathered":
+            warnings.append(f"{emap.path}: {emap.type} maps evict entries when full, declared ones included")
+        if state == "gathered":
+            result = gather(emap, p, p["lock_timeout"])
+        elif emap.type in QUEUE_KINDS:
+            result = _reconcile_queue(emap, state, entries, check_mode, p["lock_timeout"])
+            changes = result.pop("_diff")
+            if diff:
+                result["diff"] = render_diff(emap, changes, p["diff_limit"])
+        else:
+            want = encode_entries(emap, entries, state)
+            ops = ValueOps(
+                decode=emap.decode_value,
+                value_type=emap.value_type,
+                ncpus=emap.per_cpu,
+                stride=emap.bpf_map.value_stride,
+            )
+            with emap.lock(p["lock_timeout"]):
+                have = emap.read()
+                try:
+                    plan = _entries_plan.plan_entries(
+                        state,
+                        want,
+                        have,
+                        ops,
+                        array=emap.type in ARRAY_KINDS or emap.type == "array_of_maps",
+                        zero_value=emap.zero_value,
+                        delete_all=state == "deleted" and not entries,
+                    )
+                except _entries_plan.PlanError as exc:
+                    raise EntriesError(str(exc)) from exc
+                if plan.changed and not check_mode:
+                    emap.apply(plan.upserts, plan.deletes)
+            result = {"changed": plan.changed, "counts": plan.counts()}
+            if diff:
+                result["diff"] = render_diff(emap, plan.changes, p["diff_limit"])
+        result["map"] = {"path": emap.path, "id": emap.map_id, "type": emap.type}
+        if warnings:
+            result["warnings"] = warnings
+        return result
+
+
+def run(module: AnsibleModule) -> None:
+    fail_without_libbpf(module)
+    try:
+        result = reconcile(module.params, check_mode=module.check_mode, diff=module._diff)
+    except EntriesError as exc:
+        module.fail_json(msg=str(exc), changed=False)
+    except ApplyError as exc:
+        module.fail_json(msg=str(exc), changed=exc.written > 0, errno=exc.cause.errno_name)
+    except BpfError as exc:
+        module.fail_json(msg=str(exc), changed=False, errno=exc.errno_name)
+    except LockTimeout as exc:
+        module.fail_json(msg=str(exc), changed=False)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    module.exit_json(**result)

@@ -1,0 +1,268 @@
+# Copyright: (c) 2026, cnf.ebpf contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Planning layer for map contents: from (declared entries, current entries) to the writes and deletes that make the
+map hold what was declared, for the resource-module states merged / replaced / overridden / deleted.
+
+Pure: keys and values are bytes, decoding/encoding goes through the `ValueOps` the caller passes in. Check mode, diff
+mode and the real run share one plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ansible_collections.cnf.ebpf.plugins.module_utils import _btf
+
+STATES = ("merged", "replaced", "overridden", "deleted", "gathered")
+
+
+@dataclass
+class WantEntry:
+    """One declared entry: its position in the input (for errors), encoded key, and the value as given and as
+    encoded on its own (fields not given are zero)."""
+
+    index: int
+    key: bytes
+    given: Any = None
+    value: bytes | None = None
+
+
+@dataclass
+class ValueOps:
+    """What the planner needs to know about values: how to decode them (for comparisons that ignore padding), their
+    type (to know which bytes a partial struct value covers) and, for per-CPU maps, the number of CPUs and the
+    stride of each CPU's copy."""
+
+    decode: Callable[[bytes], Any]
+    value_type: _btf.BtfType | None = None
+    ncpus: int = 0
+    stride: int = 0
+
+
+@dataclass
+class Change:
+    key: bytes
+    before: bytes | None
+    after: bytes | None
+
+
+@dataclass
+class EntriesPlan:
+    upserts: list[tuple[bytes, bytes]] = field(default_factory=list)
+    deletes: list[bytes] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.upserts or self.deletes)
+
+    def counts(self) -> dict[str, int]:
+        return {"added": self.added, "updated": self.updated, "removed": self.removed, "unchanged": self.unchanged}
+
+
+class PlanError(ValueError):
+    """A declaration that cannot be planned (e.g. the same key twice); the message names the entry."""
+
+
+def _locate(t: _btf.Struct, name: str, base: int = 0) -> tuple[_btf.Member, int, tuple[int, int] | None] | None:
+    """The member called `name` (looking through anonymous members, as C does) with its absolute bit offset, and
+    the bit range of the outermost anonymous union on the way, if any: writing one member of a union replaces the
+    whole union."""
+    for member in t.members:
+        offset = base + member.bit_offset
+        if member.name == name:
+            return member, offset, None
+        inner = _btf.resolve(member.type)
+        if not member.name and isinstance(inner, _btf.Struct):
+            found = _locate(inner, name, offset)
+            if found is not None:
+                union_range = (offset, inner.size * 8) if inner.is_union else found[2]
+                return found[0], found[1], union_range
+    return None
+
+
+def given_bit_ranges(t: _btf.BtfType, given: Any, base: int = 0) -> list[tuple[int, int]]:
+    """The (bit offset, bit count) ranges of a value that the fields in `given` cover.
+
+    A dict given for a struct covers only its fields (recursively); anything else covers the whole value."""
+    r = _btf.resolve(t)
+    if not isinstance(r, _btf.Struct) or r.is_union or not isinstance(given, dict):
+        return [(base, r.size * 8)]
+    ranges: list[tuple[int, int]] = []
+    for name, value in given.items():
+        found = _locate(r, name, base)
+        if found is None:
+            continue  # unknown field: the encoder has refused it already
+        member, offset, union_range = found
+        if union_range is not None:
+            ranges.append(union_range)
+        elif member.bitfield_size:
+            ranges.append((offset, member.bitfield_size))
+        else:
+            ranges.extend(given_bit_ranges(member.type, value, offset))
+    return ranges
+
+
+def overlay(current: bytes, given: bytes, ranges: list[tuple[int, int]], base: int = 0) -> bytes:
+    """`current` with the bit ranges (relative to byte offset `base`) copied from `given`."""
+    out = bytearray(current)
+    for start, nbits in ranges:
+        if start % 8 == 0 and nbits % 8 == 0:
+            lo, hi = base + start // 8, base + (start + nbits) // 8
+            out[lo:hi] = given[lo:hi]
+            continue
+        # A bitfield: splice the bits within the bytes that hold them (little-endian bit numbering, as BTF on x86).
+        lo, hi = base + start // 8, base + (start + nbits + 7) // 8
+        shift = start % 8
+        mask = ((1 << nbits) - 1) << shift
+        cur = int.from_bytes(out[lo:hi], "little")
+        new = int.from_bytes(given[lo:hi], "little")
+        out[lo:hi] = ((cur & ~mask) | (new & mask)).to_bytes(hi - lo, "little")
+    return bytes(out)
+
+
+def merge_bytes(ops: ValueOps, current: bytes, given_obj: Any, given: bytes) -> bytes:
+    """state=merged: the fields the user gave, laid over the current value; everything else (other fields, union
+    members, padding) keeps its current bytes. Per-CPU values merge CPU by CPU."""
+    if ops.value_type is None:  # untyped (hex) values and inner maps are replaced whole
+        return given
+    if not ops.ncpus:
+        return overlay(current, given, given_bit_ranges(ops.value_type, given_obj))
+    if isinstance(given_obj, dict) and "per_cpu" in given_obj and set(given_obj) <= {"per_cpu", "sum"}:
+        per_cpu = list(given_obj["per_cpu"])
+    elif isinstance(given_obj, list) and not isinstance(_btf.resolve(ops.value_type), _btf.Array):
+        per_cpu = given_obj
+    else:
+        per_cpu = [given_obj] * ops.ncpus
+    out = current
+    for cpu, obj in enumerate(per_cpu):
+        out = overlay(out, given, given_bit_ranges(ops.value_type, obj), base=cpu * ops.stride)
+    return out
+
+
+def _same(ops: ValueOps, have: bytes, want: bytes) -> bool:
+    # Bytes first (the common, cheap case); then decoded, so garbage in padding written by a program is not a change.
+    return have == want or ops.decode(have) == ops.decode(want)
+
+
+def _check_unique(want: list[WantEntry]) -> None:
+    seen: dict[bytes, int] = {}
+    for entry in want:
+        first = seen.setdefault(entry.key, entry.index)
+        if first != entry.index:
+            raise PlanError(f"entries[{entry.index}].key: the same key as entries[{first}]")
+
+
+def plan_entries(
+    state: str,
+    want: list[WantEntry],
+    have: dict[bytes, bytes],
+    ops: ValueOps,
+    *,
+    array: bool = False,
+    zero_value: bytes = b"",
+    delete_all: bool = False,
+) -> EntriesPlan:
+    """The plan for hash-like maps and arrays (array=True: every key exists; deleting writes zero_value).
+
+    `delete_all` is state=deleted with no entries listed: empty the map."""
+    _check_unique(want)
+    plan = EntriesPlan()
+    if state in ("merged", "replaced", "overridden"):
+        for entry in want:
+            current = have.get(entry.key)
+            if entry.value is None:
+                raise PlanError(f"entries[{entry.index}].value: required for state={state}")
+            new = entry.value
+            if state == "merged" and current is not None:
+                new = merge_bytes(ops, current, entry.given, new)
+            if current is None:
+                plan.upserts.append((entry.key, new))
+                plan.changes.append(Change(entry.key, None, new))
+                plan.added += 1
+            elif _same(ops, current, new):
+                plan.unchanged += 1
+            else:
+                plan.upserts.append((entry.key, new))
+                plan.changes.append(Change(entry.key, current, new))
+                plan.updated += 1
+    if state == "overridden" or (state == "deleted" and delete_all):
+        keep = {e.key for e in want} if state == "overridden" else set()
+        for key, current in have.items():
+            if key not in keep:
+                _remove(plan, key, current, array, zero_value, ops)
+    elif state == "deleted":
+        for entry in want:
+            current = have.get(entry.key)
+            if current is None:
+                plan.unchanged += 1
+            else:
+                _remove(plan, entry.key, current, array, zero_value, ops)
+    return plan
+
+
+def _remove(plan: EntriesPlan, key: bytes, current: bytes, array: bool, zero_value: bytes, ops: ValueOps) -> None:
+    if not array:
+        plan.deletes.append(key)
+        plan.changes.append(Change(key, current, None))
+        plan.removed += 1
+    elif _same(ops, current, zero_value):
+        plan.unchanged += 1
+    else:
+        # Array slots always exist: "deleting" one resets it to zero.
+        plan.upserts.append((key, zero_value))
+        plan.changes.append(Change(key, current, zero_value))
+        plan.removed += 1
+
+
+@dataclass
+class QueuePlan:
+    """Queue/stack contents in pop order: what to drain, then what to push (in push order)."""
+
+    drain: bool = False
+    push: list[bytes] = field(default_factory=list)
+    added: int = 0
+    removed: int = 0
+    unchanged: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return self.drain or bool(self.push)
+
+    def counts(self) -> dict[str, int]:
+        return {"added": self.added, "updated": 0, "removed": self.removed, "unchanged": self.unchanged}
+
+
+def push_order(values_in_pop_order: list[bytes], stack: bool) -> list[bytes]:
+    """The order to push values in so they pop in the given order: a queue pops first-in first, a stack last-in."""
+    return list(reversed(values_in_pop_order)) if stack else list(values_in_pop_order)
+
+
+def plan_queue(state: str, want: list[bytes], have: list[bytes], stack: bool) -> QueuePlan:
+    """merged pushes the listed values; overridden makes the contents exactly `want` (pop order);
+    deleted (no entries) drains."""
+    plan = QueuePlan()
+    if state == "merged":
+        plan.push = list(want)  # appended behind what is there (queue) or on top of it (stack), as listed
+        plan.added = len(want)
+        plan.unchanged = len(have)
+    elif state == "overridden":
+        if want == have:
+            plan.unchanged = len(have)
+        else:
+            plan.drain = bool(have)
+            plan.removed = len(have)
+            plan.push = push_order(want, stack)
+            plan.added = len(want)
+    elif state == "deleted":
+        if want:
+            raise PlanError("entries: queue and stack maps can only be drained as a whole (state=deleted, no entries)")
+        plan.drain = bool(have)
+        plan.removed = len(have)
+    return plan

@@ -235,8 +235,11 @@ class EntryMap:
             raise ValueError(f"formats.{stray[0]}: format paths start with 'key' or 'value'")
         self.key_type = self._declared("key", key_btf, key_schema, info["key_size"])
         self.value_type = self._declared("value", value_btf, value_schema, info["value_size"])
-        if self.key_type is None and (self.type in ARRAY_KINDS or self.type == "array_of_maps"):
-            self.key_type = _btf.type_from_schema("u32", path="key")  # the kernel's array index
+        if self.key_type is None and (
+            self.type in ARRAY_KINDS or (self.type in MAP_IN_MAP_KINDS and info["key_size"] == 4)
+        ):
+            # Array indexes are u32 for the kernel; maps of maps cannot carry BTF and are nearly always keyed by a u32.
+            self.key_type = _btf.type_from_schema("u32", path="key")
         if self.type in QUEUE_KINDS:
             self.key_codec = None
         elif self.key_type is None:

@@ -169,19 +169,21 @@ def encode_queue_values(emap: EntryMap, entries: list[Any]) -> list[bytes]:
 # --- rendering -----------------------------------------------------------------------------------------------------
 
 
-def _render_line(key: Any, value: Any) -> str:
-    return json.dumps({"key": key, "value": value}, default=str)
+def _render_line(key: Any, value: Any, keyless: bool) -> str:
+    return json.dumps({"value": value} if keyless else {"key": key, "value": value}, default=str)
 
 
 def render_diff(emap: EntryMap, changes: list[Change], limit: int) -> dict[str, str]:
     """Decoded before/after of the changed keys only, one line per key; at most `limit` keys, then a count."""
     before, after = [], []
+    # Queue/stack changes keep their pop order (their keys are all empty, and sorted() is stable).
     for change in sorted(changes, key=lambda c: c.key)[: max(limit, 0)]:
-        key = emap.decode_key(change.key) if emap.key_codec is not None else None
+        keyless = emap.key_codec is None
+        key = None if keyless else emap.decode_key(change.key)
         if change.before is not None:
-            before.append(_render_line(key, emap.decode_value(change.before)))
+            before.append(_render_line(key, emap.decode_value(change.before), keyless))
         if change.after is not None:
-            after.append(_render_line(key, emap.decode_value(change.after)))
+            after.append(_render_line(key, emap.decode_value(change.after), keyless))
     if len(changes) > limit:
         more = f"... and {len(changes) - limit} more changed keys"
         before.append(more)

@@ -51,6 +51,7 @@ __all__ = [
 FORMATS = ("ipv4", "ipv6", "mac", "hex", "be")
 _WHOLE_WIDTH = {"ipv4": 4, "ipv6": 16, "mac": 6}
 _LITTLE = sys.byteorder == "little"
+_INT_ONLY = {int}
 
 
 class CodecError(ValueError):
@@ -185,7 +186,7 @@ class _Node:
     struct/union nodes, whose members live in the parent's dict.
     """
 
-    __slots__ = ("agg", "dec", "enc", "flat_names", "fmt", "nvals", "zeros")
+    __slots__ = ("agg", "dec", "enc", "flat_names", "fmt", "nvals", "plain", "zeros")
 
     def __init__(
         self, fmt: str, zeros: Sequence[Any], dec: Decoder, enc: Encoder, agg: Aggregator | None = None
@@ -197,6 +198,9 @@ class _Node:
         self.enc = enc
         self.agg = agg
         self.flat_names: tuple[str, ...] | None = None
+        # Fast-path shape: () for a plain host-order integer, the member names (in slot order) for a struct made only
+        # of plain integers; None otherwise. Lets Codec pack such values without the per-field closures.
+        self.plain: tuple[str, ...] | None = None
 
 
 def _sum_agg(vals: list) -> Any:
@@ -435,7 +439,9 @@ class _Compiler:
             else:
                 out.append(_as_int(obj, epath, lo, hi, label))
 
-        return _Node(code, [0], itemgetter(idx), enc, _sum_agg)
+        node = _Node(code, [0], itemgetter(idx), enc, _sum_agg)
+        node.plain = ()
+        return node
 
     def enum_leaf(self, rt: Enum, epath: str, idx: int) -> _Node:
         size, signed = rt.size, rt.signed
@@ -703,6 +709,8 @@ class _Compiler:
 
         node = _Node("".join(fmt_parts), zeros, dec, enc, agg)
         node.flat_names = tuple(known)
+        if not anon and all(name is not None and n.plain == () for name, n in items):
+            node.plain = tuple(known)  # slot order (by offset), which is what struct.pack takes
         return node
 
     def bitfields(
@@ -960,8 +968,27 @@ class Codec:
         self._unpack_from = self._struct.unpack_from
         self._enc = node.enc
         self._dec = node.dec
+        self._plain = node.plain
+        self._plain_known = frozenset(node.plain or ())
 
     def encode(self, obj: Any) -> bytes:
+        plain = self._plain
+        if plain is not None:
+            # Fast path for plain integers and structs of them: exact ints packed in one C call. bools, strings,
+            # None, unknown fields and out-of-range numbers take the checked path below, which explains them.
+            if not plain:
+                if obj.__class__ is int:
+                    try:
+                        return self._pack(obj)
+                    except struct.error:
+                        pass
+            elif obj.__class__ is dict and self._plain_known.issuperset(obj):
+                vals = [obj.get(name) for name in plain]
+                if set(map(type, vals)) == _INT_ONLY:
+                    try:
+                        return self._pack(*vals)
+                    except struct.error:
+                        pass
         out: list = []
         self._enc(obj, out)
         try:
@@ -974,6 +1001,9 @@ class Codec:
             vals = self._unpack_from(data, offset)
         except struct.error:
             raise CodecError(self.root, f"expected {self.size} bytes, got {len(data) - offset}") from None
+        plain = self._plain
+        if plain:
+            return dict(zip(plain, vals))
         return self._dec(vals)
 
     def aggregate(self, values: list) -> Any:

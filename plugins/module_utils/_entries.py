@@ -126,15 +126,14 @@ class InnerMaps:
         self._maps: dict[str, BpfMap] = {}
         self.fd_for_id: dict[bytes, bytes] = {}
 
-    def resolve(self, ref: str | int, where: str) -> bytes:
+    def resolve(self, ref: str | int) -> bytes:
         """The u32 map id (as the kernel stores it) of an inner map given by pin path or id."""
         name = str(ref)
         if name not in self._maps:
             try:
-                inner = _libbpf.map_fd_by_id(int(ref)) if isinstance(ref, int) else None
-                bpf_map = BpfMap(inner) if inner is not None else _libbpf.map_open(name)
+                bpf_map = BpfMap(_libbpf.map_fd_by_id(ref)) if isinstance(ref, int) else _libbpf.map_open(name)
             except BpfError as exc:
-                raise ValueError(f"{where}: inner map {ref!r}: {exc}") from exc
+                raise _codec.CodecError("value", f"inner map {ref!r}: {exc}") from exc
             self._maps[name] = bpf_map
             self.fd_for_id[_U32.pack(bpf_map.info["id"])] = _U32.pack(bpf_map.fd.fd)
         return _U32.pack(self._maps[name].info["id"])
@@ -193,12 +192,12 @@ class EntryMap:
     ) -> None:
         self.path = path
         self.bpf_map = _libbpf.map_open(path)
+        self.inner_maps = InnerMaps()
         try:
             self._setup(key_schema, value_schema, formats or {})
         except BaseException:
             self.bpf_map.close()
             raise
-        self.inner_maps = InnerMaps()
 
     def close(self) -> None:
         self.inner_maps.close()
@@ -264,6 +263,12 @@ class EntryMap:
         if self.per_cpu and self.value_codec is not None:
             self.value_codec = _codec.PerCpuCodec(self.value_codec, self.per_cpu)
         self.zero_value = bytes(self.bpf_map.value_bytes)
+        # encode_key/encode_value: plain attributes bound once, since they run for every declared entry.
+        if self.key_codec is not None:
+            self._encode_key_raw = self.key_codec.encode
+            indexed = self.type in ARRAY_KINDS or self.type == "array_of_maps"
+            self.encode_key = self._encode_index if indexed else self.key_codec.encode
+        self.encode_value = self._encode_inner_map if self.value_codec is None else self.value_codec.encode
 
     def _declared(self, side: str, from_btf: object, schema: object, size: int) -> object:
         """The map's own type, or the declared schema for maps without BTF; both must agree when both exist."""
@@ -282,20 +287,17 @@ class EntryMap:
 
     # encoding, with errors prefixed by the entry they belong to
 
-    def encode_key(self, obj: object) -> bytes:
-        raw = self.key_codec.encode(obj)
-        if self.type in ARRAY_KINDS or self.type == "array_of_maps":
-            index = int.from_bytes(raw, "little")
-            if index >= self.max_entries:
-                raise _codec.CodecError("key", f"index {index} is out of range for {self.max_entries} entries")
+    def _encode_index(self, obj: object) -> bytes:
+        raw = self._encode_key_raw(obj)
+        index = int.from_bytes(raw, "little")
+        if index >= self.max_entries:
+            raise _codec.CodecError("key", f"index {index} is out of range for {self.max_entries} entries")
         return raw
 
-    def encode_value(self, obj: object, where: str) -> bytes:
-        if self.type in MAP_IN_MAP_KINDS:
-            if not isinstance(obj, (str, int)) or isinstance(obj, bool):
-                raise _codec.CodecError("value", f"expected an inner map pin path or map id, got {obj!r}")
-            return self.inner_maps.resolve(obj, where)
-        return self.value_codec.encode(obj)
+    def _encode_inner_map(self, obj: object) -> bytes:
+        if not isinstance(obj, (str, int)) or isinstance(obj, bool):
+            raise _codec.CodecError("value", f"expected an inner map pin path or map id, got {obj!r}")
+        return self.inner_maps.resolve(obj)
 
     def decode_key(self, raw: bytes) -> object:
         return self.key_codec.decode(raw)

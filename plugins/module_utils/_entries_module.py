@@ -134,20 +134,30 @@ def _field(entry: Any, index: int, name: str, required: bool) -> Any:
 
 
 def encode_entries(emap: EntryMap, entries: list[Any], state: str) -> list[WantEntry]:
-    """Encode every declared entry; the first bad one fails the task naming its index and field."""
+    """Encode every declared entry; the first bad one fails the task naming its index and field.
+
+    This loop runs once per rule (millions for large rule sets), so well-formed entries take a short path and the
+    detailed checks run only to explain a bad one."""
     need_value = state in ("merged", "replaced", "overridden")
+    encode_key = emap.encode_key
+    encode_value = emap.encode_value
+    fields = _ENTRY_FIELDS
     want = []
-    for index, entry in enumerate(entries):
-        key_obj = _field(entry, index, "key", True)
-        value_obj = _field(entry, index, "value", need_value)
-        try:
-            key = emap.encode_key(key_obj)
-            value = emap.encode_value(value_obj, f"entries[{index}].value") if need_value else None
-        except CodecError as exc:
-            raise EntriesError(f"entries[{index}].{exc}") from exc
-        except ValueError as exc:  # an inner map that cannot be opened; the message names the entry
-            raise EntriesError(str(exc)) from exc
-        want.append(WantEntry(index, key, value_obj, value))
+    append = want.append
+    index = 0
+    try:
+        for index, entry in enumerate(entries):
+            if entry.__class__ is not dict or "key" not in entry or not fields.issuperset(entry):
+                _field(entry, index, "key", True)
+            if need_value:
+                value_obj = entry.get("value")
+                if value_obj is None:
+                    _field(entry, index, "value", True)
+                append(WantEntry(index, encode_key(entry["key"]), value_obj, encode_value(value_obj)))
+            else:
+                append(WantEntry(index, encode_key(entry["key"])))
+    except CodecError as exc:
+        raise EntriesError(f"entries[{index}].{exc}") from exc
     return want
 
 
@@ -158,11 +168,9 @@ def encode_queue_values(emap: EntryMap, entries: list[Any]) -> list[bytes]:
             raise EntriesError(f"entries[{index}].key: {emap.type} maps have no keys; give entries as {{value: ...}}")
         value_obj = _field(entry, index, "value", True)
         try:
-            values.append(emap.encode_value(value_obj, f"entries[{index}].value"))
+            values.append(emap.encode_value(value_obj))
         except CodecError as exc:
             raise EntriesError(f"entries[{index}].{exc}") from exc
-        except ValueError as exc:
-            raise EntriesError(str(exc)) from exc
     return values
 
 

@@ -18,15 +18,17 @@ from ansible_collections.cnf.ebpf.plugins.module_utils import _btf
 STATES = ("merged", "replaced", "overridden", "deleted", "gathered")
 
 
-@dataclass
 class WantEntry:
     """One declared entry: its position in the input (for errors), encoded key, and the value as given and as
-    encoded on its own (fields not given are zero)."""
+    encoded on its own (fields not given are zero). A slotted class: there can be millions."""
 
-    index: int
-    key: bytes
-    given: Any = None
-    value: bytes | None = None
+    __slots__ = ("given", "index", "key", "value")
+
+    def __init__(self, index: int, key: bytes, given: Any = None, value: bytes | None = None) -> None:
+        self.index = index
+        self.key = key
+        self.given = given
+        self.value = value
 
 
 @dataclass
@@ -180,7 +182,8 @@ def plan_entries(
             if entry.value is None:
                 raise PlanError(f"entries[{entry.index}].value: required for state={state}")
             new = entry.value
-            if state == "merged" and current is not None:
+            if state == "merged" and current is not None and current != new:
+                # (When the whole given value equals the current one, so does any merge of it: skip the overlay.)
                 new = merge_bytes(ops, current, entry.given, new)
             if current is None:
                 plan.upserts.append((entry.key, new))

@@ -48,10 +48,10 @@ options:
       - V(deleted) deletes the listed keys (absent ones are not an error); with no entries it empties the map.
       - V(gathered) returns the entries, decoded, in the shape O(entries) accepts, sorted by key bytes. Feeding them
         back with V(overridden) changes nothing.
-      - Arrays (V(array), V(percpu_array), V(array_of_maps)) always hold every index: deleting an entry writes zeros
+      - Arrays (V(array), V(percpu_array), V(array_of_maps)) always hold every index, so deleting an entry writes zeros
         and V(overridden) zeroes the undeclared indices.
-      - Queues and stacks have no keys; their entries are C({value: ...}) in pop order (the first listed is popped
-        first). V(merged) pushes the listed values, V(overridden) makes the contents exactly the listed values,
+      - Queues and stacks have no keys; each entry holds only a C(value), listed in pop order (the first listed is
+        popped first). V(merged) pushes the listed values, V(overridden) makes the contents exactly the listed values,
         V(deleted) without entries drains the map, V(gathered) returns the contents (read by popping every value
         and pushing them back). V(replaced) is refused.
     type: str
@@ -59,8 +59,8 @@ options:
     choices: [merged, replaced, overridden, deleted, gathered]
   entries:
     description:
-      - The entries, each C({key: ..., value: ...}) (C(value) is not needed with O(state=deleted)).
-      - Per-CPU maps take one value, written to every CPU, or C({per_cpu: [v0, v1, ...]}) with one value per possible
+      - The entries, each a mapping with a C(key) and a C(value) (C(value) is not needed with O(state=deleted)).
+      - Per-CPU maps take one value, written to every CPU, or a mapping whose C(per_cpu) list holds one value per possible
         CPU.
       - LPM trie keys can be CIDR text (C(10.0.0.0/8), C(2001:db8::/32)) when the key data is 4 or 16 bytes.
       - Values of maps of maps are the pin path of an inner map, or its map id.

@@ -969,7 +969,12 @@ class Codec:
         self._enc = node.enc
         self._dec = node.dec
         self._plain = node.plain
-        self._plain_known = frozenset(node.plain or ())
+        # itemgetter of one name returns a bare value, not a 1-tuple: wrap it so both shapes unpack the same way.
+        if node.plain and len(node.plain) > 1:
+            self._plain_get = itemgetter(*node.plain)
+        elif node.plain:
+            only = node.plain[0]
+            self._plain_get = lambda obj: (obj[only],)
 
     def encode(self, obj: Any) -> bytes:
         plain = self._plain
@@ -982,8 +987,11 @@ class Codec:
                         return self._pack(obj)
                     except struct.error:
                         pass
-            elif obj.__class__ is dict and self._plain_known.issuperset(obj):
-                vals = [obj.get(name) for name in plain]
+            elif obj.__class__ is dict and len(obj) == len(plain):
+                try:
+                    vals = self._plain_get(obj)  # all fields given (the same count and no KeyError)
+                except KeyError:
+                    vals = ()
                 if set(map(type, vals)) == _INT_ONLY:
                     try:
                         return self._pack(*vals)

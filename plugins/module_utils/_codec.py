@@ -52,6 +52,7 @@ FORMATS = ("ipv4", "ipv6", "mac", "hex", "be")
 _WHOLE_WIDTH = {"ipv4": 4, "ipv6": 16, "mac": 6}
 _LITTLE = sys.byteorder == "little"
 _INT_ONLY = {int}
+_MISSING = object()
 
 
 class CodecError(ValueError):
@@ -577,8 +578,6 @@ class _Compiler:
             for i, x in enumerate(obj):
                 if x.__class__ is int and lo <= x <= hi:
                     out.append(x)
-                elif x is None:
-                    out.append(0)
                 else:
                     out.append(_as_int(x, f"{epath}[{i}]", lo, hi, label))
             out.extend(zero_tail[n:])
@@ -780,8 +779,8 @@ class _Compiler:
         def enc(obj: Any, out: list) -> None:
             x = 0
             for name, shift, mask, _width, _signed, lo, hi, label, values, is_bool, mpath in specs:
-                val = obj.get(name) if name else None
-                if val is None:
+                val = obj.get(name, _MISSING) if name else _MISSING
+                if val is _MISSING:
                     continue
                 if values and isinstance(val, str) and val in values:
                     iv = values[val]
@@ -800,12 +799,14 @@ class _Compiler:
     def union(self, rt: Struct, epath: str, fpath: str, idx: int, anon: bool) -> _Node:
         size = rt.size
         subs: list[tuple[tuple[str, ...], Codec]] = []
+        widths: dict[int, int] = {}  # bits each member covers, by its codec's id: the widest is written
         for m in rt.members:
             # Each member is decoded as a one-member struct over the union's bytes, which
             # handles bitfields, nested anonymous members and formats uniformly.
             shell = Struct("", size, [m], False, 1)
             node = self.struct(shell, epath, fpath, 0, anon=True)
             subs.append((node.flat_names or (), Codec(shell, node, epath)))
+            widths[id(subs[-1][1])] = m.bitfield_size or resolve(m.type).size * 8
         all_names = tuple(n for names, _unused in subs for n in names)
         known_set = frozenset(all_names)
         type_label = type_name(rt)
@@ -825,8 +826,16 @@ class _Compiler:
                 out.append(bytes(size))
                 return
             if len(chosen) > 1:
-                given = ", ".join(n for names, _unused in chosen for n in names if obj.get(n) is not None)
-                raise CodecError(epath, f"{type_label} takes one member, got {given}")
+                # Several members: accepted when they describe the same bytes, as decoded (gathered) output does.
+                # The widest member is written; every other member must read back from it as given.
+                parts = [({n: obj[n] for n in names if n in obj}, c) for names, c in chosen]
+                widest = max(parts, key=lambda part: widths[id(part[1])])
+                raw = widest[1].encode(widest[0])
+                if any(c.decode(raw.ljust(c.size, b"\0")) != part for part, c in parts):
+                    given = ", ".join(n for names, _unused in chosen for n in names if obj.get(n) is not None)
+                    raise CodecError(epath, f"{type_label} holds one member at a time; {given} disagree")
+                out.append(raw)
+                return
             names, c = chosen[0]
             out.append(c.encode({n: obj[n] for n in names if n in obj}))
 
@@ -873,11 +882,11 @@ def _region_encoder_member(name: str, node: _Node) -> Callable[[dict, list], Non
     enc, zeros = node.enc, node.zeros
 
     def region(obj: dict, out: list) -> None:
-        val = obj.get(name)
-        if val is None:
+        val = obj.get(name, _MISSING)
+        if val is _MISSING:
             out.extend(zeros)
         else:
-            enc(val, out)
+            enc(val, out)  # an explicit null is a wrong type, not "zero" or "keep": the leaf says so
 
     return region
 

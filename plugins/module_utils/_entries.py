@@ -81,8 +81,8 @@ class ApplyError(Exception):
         self.written = written
         deletes = f"all {total_deletes} deletes" if deletes_done else f"none or part of {total_deletes} deletes"
         super().__init__(
-            f"{cause}; applied {written} of {total_writes} writes and {deletes} before the failure "
-            "(writes go first, then deletes); fix the cause and rerun: the module converges"
+            f"{cause}; applied {written} of {total_writes} writes and {deletes} before the failure; "
+            "fix the cause and rerun: the module converges"
         )
 
 
@@ -91,21 +91,28 @@ def apply_changes(
     upserts: list[tuple[bytes, bytes]],
     deletes: list[bytes],
     write_value: dict[bytes, bytes] | None = None,
+    deletes_first: bool = False,
 ) -> None:
-    """Upserts first (so a rule is never missing while it is replaced), then deletes, in batched chunks.
+    """Upserts first (so a rule is never missing while it is replaced), then deletes, in batched chunks; deletes
+    first when the caller knows the upserts would not fit beside the entries they replace (a full map).
 
     `write_value` translates planned values for maps of maps, whose values are compared as inner map ids but
     written as inner map fds."""
     if write_value:
         upserts = [(k, write_value.get(v, v)) for k, v in upserts]
     written = 0
+    deletes_done = False
     try:
+        if deletes_first:
+            bpf_map.delete_many(deletes)
+            deletes_done = True
         written = bpf_map.update_many(upserts)
-        bpf_map.delete_many(deletes)
+        if not deletes_first:
+            bpf_map.delete_many(deletes)
     except BpfError as exc:
         if exc.op.startswith("update"):
             written = exc.applied or 0
-        raise ApplyError(exc, written, len(upserts), False, len(deletes)) from exc
+        raise ApplyError(exc, written, len(upserts), deletes_done, len(deletes)) from exc
 
 
 def refill_queue(bpf_map: BpfMap, drain: bool, push: list[bytes]) -> None:
@@ -318,9 +325,9 @@ class EntryMap:
     def read_queue(self) -> list[bytes]:
         return read_queue(self.bpf_map, stack=self.type == "stack")
 
-    def apply(self, upserts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
+    def apply(self, upserts: list[tuple[bytes, bytes]], deletes: list[bytes], deletes_first: bool = False) -> None:
         fds = self.inner_maps.fd_for_id if self.type in MAP_IN_MAP_KINDS else None
-        apply_changes(self.bpf_map, upserts, deletes, fds)
+        apply_changes(self.bpf_map, upserts, deletes, fds, deletes_first)
 
     def refill_queue(self, drain: bool, push: list[bytes]) -> None:
         refill_queue(self.bpf_map, drain, push)

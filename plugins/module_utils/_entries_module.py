@@ -266,6 +266,20 @@ def _reconcile_queue(emap: EntryMap, state: str, entries: list[Any], check_mode:
     return result
 
 
+def _check_capacity(emap: EntryMap, current: int, plan: _entries_plan.EntriesPlan) -> bool:
+    """Refuse a plan whose result cannot fit (before writing anything); True when deletes must go first because
+    the new keys only fit once the old ones are gone."""
+    if emap.type in ARRAY_KINDS or emap.type == "array_of_maps":
+        return False
+    final = current + plan.added - len(plan.deletes)
+    if final > emap.max_entries and emap.type not in LRU_TYPES:
+        raise EntriesError(
+            f"entries: the map would hold {final} entries, more than its max_entries={emap.max_entries}; "
+            "nothing was written"
+        )
+    return current + plan.added > emap.max_entries
+
+
 def reconcile(params: dict[str, Any], check_mode: bool = False, diff: bool = False) -> dict[str, Any]:
     """Run the module's logic; raises EntriesError (bad input), BpfError or ApplyError (kernel), LockTimeout."""
     p = _with_defaults(params)
@@ -308,8 +322,9 @@ def reconcile(params: dict[str, Any], check_mode: bool = False, diff: bool = Fal
                     )
                 except _entries_plan.PlanError as exc:
                     raise EntriesError(str(exc)) from exc
+                deletes_first = _check_capacity(emap, len(have), plan)
                 if plan.changed and not check_mode:
-                    emap.apply(plan.upserts, plan.deletes)
+                    emap.apply(plan.upserts, plan.deletes, deletes_first)
             result = {"changed": plan.changed, "counts": plan.counts()}
             if diff:
                 result["diff"] = render_diff(emap, plan.changes, p["diff_limit"])

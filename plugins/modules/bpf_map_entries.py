@@ -60,8 +60,8 @@ options:
   entries:
     description:
       - The entries, each a mapping with a C(key) and a C(value) (C(value) is not needed with O(state=deleted)).
-      - Per-CPU maps take one value, written to every CPU, or a mapping whose C(per_cpu) list holds one value per possible
-        CPU.
+      - Per-CPU maps take one value, written to every CPU, or a mapping whose C(per_cpu) list holds one value per
+        possible CPU.
       - LPM trie keys can be CIDR text (C(10.0.0.0/8), C(2001:db8::/32)) when the key data is 4 or 16 bytes.
       - Values of maps of maps are the pin path of an inner map, or its map id.
     type: list

@@ -1,0 +1,192 @@
+"""Runs of cnf.ebpf.bpf_map_entries against one map are serialised by a lock keyed by the map id (under /run/cnf-ebpf).
+
+No timing assertions: serialisation is proven by what each run saw (its counts) and by the final kernel contents.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .conftest import MODULES, bpftool, run_module
+
+LOCK_DIR = Path("/run/cnf-ebpf")
+N = 3000
+
+
+def make_map(path: Path, max_entries: int) -> int:
+    result = run_module(
+        "bpf_map", {"path": str(path), "type": "hash", "key": "u32", "value": "u64", "max_entries": max_entries}
+    )
+    assert not result.get("failed"), result
+    return result["map"]["id"]
+
+
+def write_src(path: Path, base: int, n: int, value: int) -> dict[bytes, bytes]:
+    path.write_text(json.dumps([{"key": base + i, "value": value} for i in range(n)]))
+    return {(base + i).to_bytes(4, "little"): value.to_bytes(8, "little") for i in range(n)}
+
+
+def raw_items(path: Path) -> dict[bytes, bytes]:
+    return {
+        bytes(int(b, 16) for b in e["key"]): bytes(int(b, 16) for b in e["value"])
+        for e in bpftool("map", "dump", "pinned", str(path))
+    }
+
+
+def start_module(args: dict[str, Any], tmp: Path) -> subprocess.Popen[str]:
+    """Start the module as Ansible would (an args file) without waiting for it."""
+    args_file = tmp / f"args-{uuid.uuid4().hex}.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=False)}))
+    return subprocess.Popen(
+        [sys.executable, str(MODULES / "bpf_map_entries.py"), str(args_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, err = proc.communicate()
+    try:
+        result = json.loads(out)
+    except json.JSONDecodeError:
+        raise AssertionError(f"module printed no JSON:\n{out}\n{err}") from None
+    assert not result.get("failed"), result
+    return result
+
+
+def test_concurrent_overridden_ends_with_exactly_one_content(pin_dir: Path, tmp_path: Path) -> None:
+    path = pin_dir / "m"
+    make_map(path, 4 * N)
+    content_a = write_src(tmp_path / "a.json", 0, N, 1)
+    content_b = write_src(tmp_path / "b.json", 1_000_000, N, 2)
+    winners = []
+    for rnd in range(5):
+        pa = start_module({"path": str(path), "state": "overridden", "src": str(tmp_path / "a.json")}, tmp_path)
+        pb = start_module({"path": str(path), "state": "overridden", "src": str(tmp_path / "b.json")}, tmp_path)
+        ra, rb = finish(pa), finish(pb)
+        final = raw_items(path)
+        assert final in (content_a, content_b), (
+            f"round {rnd}: {len(final)} entries, "
+            f"{len(final.keys() & content_a.keys())} of A, {len(final.keys() & content_b.keys())} of B"
+        )
+        winner, loser = (rb, ra) if final == content_b else (ra, rb)
+        winners.append("b" if final == content_b else "a")
+        # The run that ended last saw the other run's complete result: all N of its keys, and nothing else.
+        assert winner["changed"] is True
+        assert winner["counts"] == {"added": N, "updated": 0, "removed": N, "unchanged": 0}, (winner, loser)
+    assert len(winners) == 5
+
+
+def _held_lock_types(map_id: int) -> dict[int, str]:
+    """pid -> lock kind (FLOCK/POSIX/OFDLCK) for every lock held on a lock file of this map under /run/cnf-ebpf."""
+    if not LOCK_DIR.is_dir():
+        return {}
+    inodes = {f.stat().st_ino for f in LOCK_DIR.iterdir() if re.search(rf"(?<!\d){map_id}(?!\d)", f.name)}
+    held: dict[int, str] = {}
+    for line in Path("/proc/locks").read_text().splitlines():
+        parts = line.split()
+        if parts[1] == "->":  # a waiter, not a holder
+            continue
+        kind, pid, dev_ino = parts[1], parts[4], parts[5]
+        if int(dev_ino.rsplit(":", 1)[1]) in inodes:
+            held[int(pid)] = kind
+    return held
+
+
+def _reconcile_in_thread(params: dict[str, Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    from ansible_collections.cnf.ebpf.plugins.module_utils._entries_module import reconcile
+
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = reconcile(params)
+        except Exception as exc:  # reported by the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, box
+
+
+def _wait_until_held(map_id: int, thread: threading.Thread) -> str:
+    """Poll /proc/locks until this process holds the map's lock; the lock kind."""
+    while thread.is_alive():
+        kind = _held_lock_types(map_id).get(os.getpid())
+        if kind:
+            return kind
+    raise AssertionError("the reconcile finished before its lock was ever seen held under /run/cnf-ebpf")
+
+
+BIG = 60_000
+
+
+def test_second_run_waits_for_the_lock_instead_of_interleaving(pin_dir: Path, tmp_path: Path) -> None:
+    path = pin_dir / "m"
+    map_id = make_map(path, 2 * BIG)
+    write_src(tmp_path / "big.json", 0, BIG, 1)
+    content_b = write_src(tmp_path / "b.json", 5_000_000, 10, 2)
+    thread, box = _reconcile_in_thread({"path": str(path), "state": "overridden", "src": str(tmp_path / "big.json")})
+    _wait_until_held(map_id, thread)
+    # A holds the lock now; B starts while A is writing.
+    pb = start_module({"path": str(path), "state": "overridden", "src": str(tmp_path / "b.json")}, tmp_path)
+    thread.join()
+    rb = finish(pb)
+    assert "error" not in box, box.get("error")
+    assert box["result"]["counts"] == {"added": BIG, "updated": 0, "removed": 0, "unchanged": 0}
+    # B read the map only after A was done: it removed every one of A's keys.
+    assert rb["counts"] == {"added": 10, "updated": 0, "removed": BIG, "unchanged": 0}, rb["counts"]
+    assert raw_items(path) == content_b
+
+
+def test_lock_timeout_when_the_lock_is_held(pin_dir: Path, tmp_path: Path) -> None:
+    path = pin_dir / "m"
+    map_id = make_map(path, 2 * BIG)
+    write_src(tmp_path / "big.json", 0, BIG, 1)
+    # learn which kind of lock the module takes, from a run in this process
+    thread, box = _reconcile_in_thread({"path": str(path), "state": "overridden", "src": str(tmp_path / "big.json")})
+    kind = _wait_until_held(map_id, thread)
+    thread.join()
+    assert "error" not in box, box.get("error")
+    before = raw_items(path)
+    lock_files = [f for f in LOCK_DIR.iterdir() if re.search(rf"(?<!\d){map_id}(?!\d)", f.name)]
+    assert len(lock_files) == 1, lock_files
+    # Hold it ourselves, in a child process so POSIX locks are not shared with a thread of ours.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys\n"
+            f"f = open({str(lock_files[0])!r}, 'a+')\n"
+            f"({'fcntl.flock' if kind == 'FLOCK' else 'fcntl.lockf'})(f, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        result = run_module("bpf_map_entries", {"path": str(path), "state": "deleted", "lock_timeout": 1})
+        assert result.get("failed") is True, result
+        assert "lock" in result["msg"].lower(), result["msg"]
+        assert raw_items(path) == before
+        # a waiting run, released by us, then completes
+        pc = start_module({"path": str(path), "state": "deleted", "lock_timeout": 120}, tmp_path)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait()
+    rc = finish(pc)
+    assert rc["counts"]["removed"] == BIG
+    assert raw_items(path) == {}

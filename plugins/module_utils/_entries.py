@@ -53,7 +53,7 @@ def map_lock(map_id: int, timeout: float) -> Iterator[None]:
 
 def read_entries(bpf_map: BpfMap) -> dict[bytes, bytes]:
     """Every entry as raw bytes (batched reads)."""
-    return dict(bpf_map.items())
+    return bpf_map.read_all()
 
 
 def read_queue(bpf_map: BpfMap, stack: bool) -> list[bytes]:

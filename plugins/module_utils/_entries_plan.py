@@ -153,12 +153,14 @@ def _same(ops: ValueOps, have: bytes, want: bytes) -> bool:
     return have == want or ops.decode(have) == ops.decode(want)
 
 
-def _check_unique(want: list[WantEntry]) -> None:
-    seen: dict[bytes, int] = {}
+def _index_keys(want: list[WantEntry]) -> dict[bytes, int]:
+    """{key: entry index}, refusing a key declared twice (the second would silently win otherwise)."""
+    index: dict[bytes, int] = {}
     for entry in want:
-        first = seen.setdefault(entry.key, entry.index)
+        first = index.setdefault(entry.key, entry.index)
         if first != entry.index:
             raise PlanError(f"entries[{entry.index}].key: the same key as entries[{first}]")
+    return index
 
 
 def plan_entries(
@@ -170,57 +172,77 @@ def plan_entries(
     array: bool = False,
     zero_value: bytes = b"",
     delete_all: bool = False,
+    track_changes: bool = True,
 ) -> EntriesPlan:
     """The plan for hash-like maps and arrays (array=True: every key exists; deleting writes zero_value).
 
-    `delete_all` is state=deleted with no entries listed: empty the map."""
-    _check_unique(want)
+    `delete_all` is state=deleted with no entries listed: empty the map. `track_changes` records before/after of
+    each change for diffs; without it only counts and writes are planned (large rule sets, no diff asked)."""
+    declared = _index_keys(want)
     plan = EntriesPlan()
+    upsert = plan.upserts.append
+    change = plan.changes.append if track_changes else _discard
     if state in ("merged", "replaced", "overridden"):
+        merging = state == "merged"
         for entry in want:
-            current = have.get(entry.key)
-            if entry.value is None:
-                raise PlanError(f"entries[{entry.index}].value: required for state={state}")
             new = entry.value
-            if state == "merged" and current is not None and current != new:
-                # (When the whole given value equals the current one, so does any merge of it: skip the overlay.)
-                new = merge_bytes(ops, current, entry.given, new)
+            if new is None:
+                raise PlanError(f"entries[{entry.index}].value: required for state={state}")
+            current = have.get(entry.key)
             if current is None:
-                plan.upserts.append((entry.key, new))
-                plan.changes.append(Change(entry.key, None, new))
+                upsert((entry.key, new))
+                change(Change(entry.key, None, new))
                 plan.added += 1
-            elif _same(ops, current, new):
+                continue
+            if current == new:
+                plan.unchanged += 1
+                continue
+            if merging:
+                new = merge_bytes(ops, current, entry.given, new)
+            if _same(ops, current, new):
                 plan.unchanged += 1
             else:
-                plan.upserts.append((entry.key, new))
-                plan.changes.append(Change(entry.key, current, new))
+                upsert((entry.key, new))
+                change(Change(entry.key, current, new))
                 plan.updated += 1
     if state == "overridden" or (state == "deleted" and delete_all):
-        keep = {e.key for e in want} if state == "overridden" else set()
+        keep = declared if state == "overridden" else {}
         for key, current in have.items():
             if key not in keep:
-                _remove(plan, key, current, array, zero_value, ops)
+                _remove(plan, change, key, current, array, zero_value, ops)
     elif state == "deleted":
         for entry in want:
             current = have.get(entry.key)
             if current is None:
                 plan.unchanged += 1
             else:
-                _remove(plan, entry.key, current, array, zero_value, ops)
+                _remove(plan, change, entry.key, current, array, zero_value, ops)
     return plan
 
 
-def _remove(plan: EntriesPlan, key: bytes, current: bytes, array: bool, zero_value: bytes, ops: ValueOps) -> None:
+def _discard(_change: Change) -> None:
+    pass
+
+
+def _remove(
+    plan: EntriesPlan,
+    change: Callable[[Change], None],
+    key: bytes,
+    current: bytes,
+    array: bool,
+    zero_value: bytes,
+    ops: ValueOps,
+) -> None:
     if not array:
         plan.deletes.append(key)
-        plan.changes.append(Change(key, current, None))
+        change(Change(key, current, None))
         plan.removed += 1
     elif _same(ops, current, zero_value):
         plan.unchanged += 1
     else:
         # Array slots always exist: "deleting" one resets it to zero.
         plan.upserts.append((key, zero_value))
-        plan.changes.append(Change(key, current, zero_value))
+        change(Change(key, current, zero_value))
         plan.removed += 1
 
 

@@ -774,30 +774,51 @@ class BpfMap:
 
     def items(self, chunk: int = 4096) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) pair, read with BPF_MAP_LOOKUP_BATCH in chunks; get_next_key + lookup otherwise."""
+        for keys, values in self.item_chunks(chunk):
+            yield from zip(keys, values)
+
+    def read_all(self, chunk: int = 65536) -> dict[bytes, bytes]:
+        """The whole map as {key: value}, built chunk by chunk (no per-entry Python work beyond slicing)."""
+        contents: dict[bytes, bytes] = {}
+        for keys, values in self.item_chunks(chunk):
+            contents.update(zip(keys, values))
+        return contents
+
+    def item_chunks(self, chunk: int = 4096) -> Iterator[tuple[list[bytes], list[bytes]]]:
+        """(keys, values) lists of up to `chunk` entries each: batched reads, or element reads where refused."""
         if self.key_size == 0:
             raise BpfError("iterate", self.label, errno_mod.EINVAL, f"{self.type} maps cannot be iterated; pop them")
         if self._batch_ok.get("lookup", True):
             try:
-                yield from self._items_batch(chunk)
+                yield from self._chunks_batch(chunk)
                 return
             except _BatchUnsupported:
                 pass
+        keys: list[bytes] = []
+        values: list[bytes] = []
         for key in self.iter_keys():
             value = self.lookup(key)
             if value is not None:  # deleted concurrently
-                yield key, value
+                keys.append(key)
+                values.append(value)
+            if len(keys) == chunk:
+                yield keys, values
+                keys, values = [], []
+        if keys:
+            yield keys, values
 
-    def _items_batch(self, chunk: int) -> Iterator[tuple[bytes, bytes]]:
+    def _chunks_batch(self, chunk: int) -> Iterator[tuple[list[bytes], list[bytes]]]:
         lib = load_libbpf()
         # The batch cursor is opaque; hash maps use a u32 bucket index, arrays a key. Size it generously.
         token_size = max(self.key_size, 8)
         in_batch = ctypes.create_string_buffer(token_size)
         out_batch = ctypes.create_string_buffer(token_size)
         opts = _MapBatchOpts(sz=ctypes.sizeof(_MapBatchOpts))
+        ks, vs = self.key_size, self.value_bytes
         first = True
         while True:
-            keys = ctypes.create_string_buffer(self.key_size * chunk)
-            values = ctypes.create_string_buffer(self.value_bytes * chunk)
+            keys = ctypes.create_string_buffer(ks * chunk)
+            values = ctypes.create_string_buffer(vs * chunk)
             count = ctypes.c_uint32(chunk)
             ret = lib.bpf_map_lookup_batch(
                 self.fd.fd,
@@ -818,10 +839,10 @@ class BpfMap:
                 raise self._fail("lookup batch", ret)
             self._batch_ok["lookup"] = True
             n = count.value
-            kraw, vraw = keys.raw, values.raw
-            ks, vs = self.key_size, self.value_bytes
-            for i in range(n):
-                yield kraw[i * ks : (i + 1) * ks], vraw[i * vs : (i + 1) * vs]
+            if n:
+                kraw = ctypes.string_at(keys, n * ks)
+                vraw = ctypes.string_at(values, n * vs)
+                yield [kraw[i : i + ks] for i in range(0, n * ks, ks)], [vraw[i : i + vs] for i in range(0, n * vs, vs)]
             if ret == -errno_mod.ENOENT:
                 return
             first = False
@@ -849,16 +870,18 @@ class BpfMap:
         done = 0
         for start in range(0, len(pairs), chunk):
             part = pairs[start : start + chunk]
-            for key, value in part:
-                if len(key) != self.key_size or len(value) != self.value_bytes:
-                    raise BpfError(
-                        "encode",
-                        self.label,
-                        errno_mod.EINVAL,
-                        f"entry is {len(key)}+{len(value)} bytes, map wants {self.key_size}+{self.value_bytes}",
-                    )
-            keys = b"".join(pair[0] for pair in part)
-            values = b"".join(pair[1] for pair in part)
+            keys = b"".join([pair[0] for pair in part])
+            values = b"".join([pair[1] for pair in part])
+            if len(keys) != self.key_size * len(part) or len(values) != self.value_bytes * len(part):
+                # Wrong sizes would shift every later element: find the culprit before the kernel sees anything.
+                for key, value in part:
+                    if len(key) != self.key_size or len(value) != self.value_bytes:
+                        raise BpfError(
+                            "encode",
+                            self.label,
+                            errno_mod.EINVAL,
+                            f"entry is {len(key)}+{len(value)} bytes, map wants {self.key_size}+{self.value_bytes}",
+                        )
             count = ctypes.c_uint32(len(part))
             ret = lib.bpf_map_update_batch(self.fd.fd, keys, values, ctypes.byref(count), ctypes.byref(opts))
             if ret < 0:

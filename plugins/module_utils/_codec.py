@@ -19,6 +19,7 @@ import re
 import struct
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from itertools import chain, starmap
 from operator import itemgetter
 from typing import Any
 
@@ -52,6 +53,7 @@ FORMATS = ("ipv4", "ipv6", "mac", "hex", "be")
 _WHOLE_WIDTH = {"ipv4": 4, "ipv6": 16, "mac": 6}
 _LITTLE = sys.byteorder == "little"
 _INT_ONLY = {int}
+_DICT_ONLY = {dict}
 _MISSING = object()
 
 
@@ -1013,6 +1015,24 @@ class Codec:
         except struct.error as exc:  # a converter let through something struct rejects
             raise CodecError(self.root, f"cannot encode {obj!r}: {exc}") from None
 
+    def encode_many(self, objs: list) -> list[bytes]:
+        """encode() of every object. Lists of plain integers or complete dicts of them (the shape of large rule sets)
+        are checked and packed with C-level map() calls, not a Python loop; anything else, or any value the fast
+        check does not accept, goes through encode() one by one, which raises the precise error."""
+        plain = self._plain
+        if plain is not None and objs:
+            try:
+                if not plain:
+                    if set(map(type, objs)) == _INT_ONLY:
+                        return list(map(self._pack, objs))
+                elif set(map(type, objs)) == _DICT_ONLY and set(map(len, objs)) == {len(plain)}:
+                    rows = list(map(self._plain_get, objs))
+                    if set(map(type, chain.from_iterable(rows))) == _INT_ONLY:
+                        return list(starmap(self._pack, rows))
+            except (KeyError, struct.error):
+                pass
+        return list(map(self.encode, objs))
+
     def decode(self, data: bytes | bytearray | memoryview, offset: int = 0) -> Any:
         try:
             vals = self._unpack_from(data, offset)
@@ -1080,6 +1100,9 @@ class PerCpuCodec:
             return list(obj)
         return None
 
+    def encode_many(self, objs: list) -> list[bytes]:
+        return list(map(self.encode, objs))
+
     def encode(self, obj: Any) -> bytes:
         values = self._split(obj)
         out = bytearray(self.size)
@@ -1115,6 +1138,9 @@ class _HexCodec:
         self.size = size
         self.root = root
 
+    def encode_many(self, objs: list) -> list[bytes]:
+        return list(map(self.encode, objs))
+
     def encode(self, obj: Any) -> bytes:
         return _hex_to_bytes(obj, self.root, self.size)
 
@@ -1145,6 +1171,9 @@ class LpmCodec:
         self.cidr = cidr
         self._data = slice(data_offset, data_offset + data_size)
         self._data_size = data_size
+
+    def encode_many(self, objs: list) -> list[bytes]:
+        return list(map(self.encode, objs))
 
     def encode(self, obj: Any) -> bytes:
         if not isinstance(obj, str):

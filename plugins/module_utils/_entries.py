@@ -306,6 +306,17 @@ class EntryMap:
             raise _codec.CodecError("value", f"expected an inner map pin path or map id, got {obj!r}")
         return self.inner_maps.resolve(obj)
 
+    def encode_keys(self, objs: list) -> list[bytes]:
+        """encode_key() of each (CodecError without the entry's index: callers redo a failing batch one by one)."""
+        if self.encode_key is self.key_codec.encode:
+            return self.key_codec.encode_many(objs)
+        return list(map(self.encode_key, objs))
+
+    def encode_values(self, objs: list) -> list[bytes]:
+        if self.value_codec is None:
+            return list(map(self.encode_value, objs))
+        return self.value_codec.encode_many(objs)
+
     def decode_key(self, raw: bytes) -> object:
         return self.key_codec.decode(raw)
 

@@ -16,6 +16,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -153,12 +154,32 @@ def _field(entry: Any, index: int, name: str, required: bool) -> Any:
     return entry.get(name)
 
 
+_GET_KEY = itemgetter("key")
+_GET_VALUE = itemgetter("value")
+
+
 def encode_entries(emap: EntryMap, entries: list[Any], state: str) -> list[WantEntry]:
     """Encode every declared entry; the first bad one fails the task naming its index and field.
 
-    This loop runs once per rule (millions for large rule sets), so well-formed entries take a short path and the
-    detailed checks run only to explain a bad one."""
+    Large rule sets (millions of entries) are encoded column-wise, all keys then all values, with C-level map()
+    calls; when anything in that pass is off, the entries are encoded again one by one, which finds the first bad
+    entry and says which it is."""
     need_value = state in ("merged", "replaced", "overridden")
+    if entries and set(map(type, entries)) == {dict} and _ENTRY_FIELDS.issuperset(set().union(*entries)):
+        try:
+            keys = emap.encode_keys(list(map(_GET_KEY, entries)))
+            if not need_value:
+                return [WantEntry(index, key) for index, key in enumerate(keys)]
+            given = list(map(_GET_VALUE, entries))
+            if None not in given:
+                values = emap.encode_values(given)
+                return list(map(WantEntry, range(len(keys)), keys, given, values))
+        except (KeyError, CodecError):
+            pass  # explained below, entry by entry
+    return _encode_entries_one_by_one(emap, entries, need_value)
+
+
+def _encode_entries_one_by_one(emap: EntryMap, entries: list[Any], need_value: bool) -> list[WantEntry]:
     encode_key = emap.encode_key
     encode_value = emap.encode_value
     fields = _ENTRY_FIELDS

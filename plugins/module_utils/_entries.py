@@ -273,8 +273,8 @@ class EntryMap:
         # encode_key/encode_value: plain attributes bound once, since they run for every declared entry.
         if self.key_codec is not None:
             self._encode_key_raw = self.key_codec.encode
-            indexed = self.type in ARRAY_KINDS or self.type == "array_of_maps"
-            self.encode_key = self._encode_index if indexed else self.key_codec.encode
+            self._indexed = self.type in ARRAY_KINDS or self.type == "array_of_maps"
+            self.encode_key = self._encode_index if self._indexed else self.key_codec.encode
         self.encode_value = self._encode_inner_map if self.value_codec is None else self.value_codec.encode
 
     def _declared(self, side: str, from_btf: object, schema: object, size: int) -> object:
@@ -308,9 +308,9 @@ class EntryMap:
 
     def encode_keys(self, objs: list) -> list[bytes]:
         """encode_key() of each (CodecError without the entry's index: callers redo a failing batch one by one)."""
-        if self.encode_key is self.key_codec.encode:
-            return self.key_codec.encode_many(objs)
-        return list(map(self.encode_key, objs))
+        if self._indexed:
+            return list(map(self.encode_key, objs))
+        return self.key_codec.encode_many(objs)
 
     def encode_values(self, objs: list) -> list[bytes]:
         if self.value_codec is None:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from ansible_collections.cnf.ebpf.plugins.module_utils import _btf
 
 STATES = ("merged", "replaced", "overridden", "deleted", "gathered")
+_KEY = attrgetter("key")
+_INDEX = attrgetter("index")
 
 
 class WantEntry:
@@ -155,12 +158,15 @@ def _same(ops: ValueOps, have: bytes, want: bytes) -> bool:
 
 def _index_keys(want: list[WantEntry]) -> dict[bytes, int]:
     """{key: entry index}, refusing a key declared twice (the second would silently win otherwise)."""
-    index: dict[bytes, int] = {}
+    index = dict(zip(map(_KEY, want), map(_INDEX, want)))
+    if len(index) == len(want):
+        return index
+    seen: dict[bytes, int] = {}
     for entry in want:
-        first = index.setdefault(entry.key, entry.index)
+        first = seen.setdefault(entry.key, entry.index)
         if first != entry.index:
             raise PlanError(f"entries[{entry.index}].key: the same key as entries[{first}]")
-    return index
+    return seen
 
 
 def plan_entries(
@@ -184,27 +190,32 @@ def plan_entries(
     change = plan.changes.append if track_changes else _discard
     if state in ("merged", "replaced", "overridden"):
         merging = state == "merged"
+        get = have.get
+        added = unchanged = updated = 0
+        # The loop runs once per declared entry (millions for large rule sets): locals, and no change records
+        # unless a diff was asked for.
         for entry in want:
             new = entry.value
             if new is None:
                 raise PlanError(f"entries[{entry.index}].value: required for state={state}")
-            current = have.get(entry.key)
+            current = get(entry.key)
             if current is None:
                 upsert((entry.key, new))
-                change(Change(entry.key, None, new))
-                plan.added += 1
-                continue
-            if current == new:
-                plan.unchanged += 1
-                continue
-            if merging:
-                new = merge_bytes(ops, current, entry.given, new)
-            if _same(ops, current, new):
-                plan.unchanged += 1
+                if track_changes:
+                    change(Change(entry.key, None, new))
+                added += 1
+            elif current == new:
+                unchanged += 1
             else:
-                upsert((entry.key, new))
-                change(Change(entry.key, current, new))
-                plan.updated += 1
+                if merging:
+                    new = merge_bytes(ops, current, entry.given, new)
+                if _same(ops, current, new):
+                    unchanged += 1
+                else:
+                    upsert((entry.key, new))
+                    change(Change(entry.key, current, new))
+                    updated += 1
+        plan.added, plan.unchanged, plan.updated = added, unchanged, updated
     if state == "overridden" or (state == "deleted" and delete_all):
         keep = declared if state == "overridden" else {}
         for key, current in have.items():

@@ -149,10 +149,24 @@ def create_pinned_map(spec: MapSpec, replace: bool = False) -> MapState:
     _ensure_parent(spec.path)
     with create_map(spec) as bpf_map:
         if replace and os.path.lexists(spec.path):
-            # Pins cannot be renamed over atomically on bpffs; the window is one unlink+pin.
-            _libbpf.unpin(spec.path)
-        bpf_map.pin(spec.path)
+            replace_pin(bpf_map.fd, spec.path)
+        else:
+            bpf_map.pin(spec.path)
         return map_state(bpf_map, spec.path)
+
+
+def replace_pin(fd: _libbpf.Fd, path: str) -> None:
+    """Pin fd at path in place of what is pinned there, atomically: bpffs supports rename(2), so there is no moment
+    when the path is missing (a loader opening it meanwhile sees the old object or the new one)."""
+    tmp = f"{path}.cnf-new"
+    if os.path.lexists(tmp):
+        _libbpf.unpin(tmp)
+    fd.pin(tmp)
+    try:
+        os.rename(tmp, path)
+    except OSError as exc:
+        _libbpf.unpin(tmp)
+        raise BpfError("replace pin", path, exc.errno or errno.EIO) from exc
 
 
 def remove_pin(path: str) -> None:

@@ -158,7 +158,7 @@ def create_pinned_map(spec: MapSpec, replace: bool = False) -> MapState:
 def replace_pin(fd: _libbpf.Fd, path: str) -> None:
     """Pin fd at path in place of what is pinned there, atomically: bpffs supports rename(2), so there is no moment
     when the path is missing (a loader opening it meanwhile sees the old object or the new one)."""
-    tmp = f"{path}.cnf-new"
+    tmp = f"{path}_cnf_new"  # bpffs refuses names with a dot
     if os.path.lexists(tmp):
         _libbpf.unpin(tmp)
     fd.pin(tmp)

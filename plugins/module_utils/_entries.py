@@ -7,48 +7,23 @@ lock, queue/stack draining, and inner maps of map-in-map types.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import struct
-import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 
 from ansible_collections.cnf.ebpf.plugins.module_utils import _btf, _codec, _libbpf, _maps
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError, BpfMap
+from ansible_collections.cnf.ebpf.plugins.module_utils._locks import file_lock
 
-LOCK_DIR = "/run/cnf-ebpf"
 # Inner maps of map-in-map types are looked for under these roots (and the outer map's directory) by id.
 PIN_SEARCH_ROOTS = ("/sys/fs/bpf/cnf",)
 _PIN_SEARCH_LIMIT = 20000
 _U32 = struct.Struct("=I")
 
 
-class LockTimeout(Exception):
-    pass
-
-
-@contextmanager
-def map_lock(map_id: int, timeout: float) -> Iterator[None]:
+def map_lock(map_id: int, timeout: float) -> AbstractContextManager[None]:
     """Serialise reconciles of one map (keyed by kernel map id, so two pins of one map share the lock)."""
-    os.makedirs(LOCK_DIR, exist_ok=True)
-    path = os.path.join(LOCK_DIR, f"map-{map_id}.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(
-                        f"map id {map_id}: another run has held {path} for more than {timeout:g}s"
-                    ) from None
-                time.sleep(0.05)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+    return file_lock(f"map-{map_id}", timeout)
 
 
 def read_entries(bpf_map: BpfMap) -> dict[bytes, bytes]:

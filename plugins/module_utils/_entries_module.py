@@ -29,10 +29,10 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._entries import (
     QUEUE_KINDS,
     ApplyError,
     EntryMap,
-    LockTimeout,
 )
 from ansible_collections.cnf.ebpf.plugins.module_utils._entries_plan import STATES, Change, ValueOps, WantEntry
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError
+from ansible_collections.cnf.ebpf.plugins.module_utils._locks import LockTimeout
 from ansible_collections.cnf.ebpf.plugins.module_utils._map_module import fail_without_libbpf
 
 ARGUMENT_SPEC: dict[str, Any] = {

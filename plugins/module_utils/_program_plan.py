@@ -1,0 +1,136 @@
+# Copyright: (c) 2026, cnf.ebpf contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Planning layer for program deployments: whether to (re)load, what to do with each map (reuse the pinned one,
+create, recreate or migrate it), and how values move from an old map layout to a new one by field name.
+
+Pure: no file descriptors, no syscalls. Check mode and the real run share these decisions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ansible_collections.cnf.ebpf.plugins.module_utils import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils._map_plan import map_differences
+from ansible_collections.cnf.ebpf.plugins.module_utils._maps import MapSpec, MapState
+
+MAP_POLICIES = ("fail", "recreate", "migrate")
+
+
+class PlanError(ValueError):
+    """A deployment that cannot go ahead as declared; the message says what and why."""
+
+
+@dataclass
+class Desired:
+    """What a bpf_program task declares, reduced to what decides a reload."""
+
+    object_digest: str
+    constants: dict[str, Any] = field(default_factory=dict)
+    map_sizes: dict[str, int] = field(default_factory=dict)
+
+
+def reload_reasons(state: dict[str, Any] | None, desired: Desired, live_prog_ids: dict[str, int | None]) -> list[str]:
+    """Why the application must be (re)loaded; empty when what runs is what was declared.
+
+    `live_prog_ids` maps each program the object defines to the id pinned for it now (None: the pin is missing)."""
+    if state is None:
+        return ["not deployed yet"]
+    reasons = []
+    if state.get("object_digest") != desired.object_digest:
+        reasons.append(f"object changed ({str(state.get('object_digest'))[:12]} -> {desired.object_digest[:12]})")
+    old_constants = state.get("constants") or {}
+    for name in sorted(set(old_constants) | set(desired.constants)):
+        if old_constants.get(name) != desired.constants.get(name):
+            reasons.append(f"constant {name}: {old_constants.get(name)!r} -> {desired.constants.get(name)!r}")
+    old_sizes = state.get("map_sizes") or {}
+    for name in sorted(set(old_sizes) | set(desired.map_sizes)):
+        if old_sizes.get(name) != desired.map_sizes.get(name):
+            reasons.append(f"map_sizes.{name}: {old_sizes.get(name)!r} -> {desired.map_sizes.get(name)!r}")
+    deployed = state.get("programs") or {}
+    for prog, live_id in sorted(live_prog_ids.items()):
+        recorded = (deployed.get(prog) or {}).get("id")
+        if live_id is None:
+            reasons.append(f"program {prog}: pin missing (removed behind our back)")
+        elif recorded != live_id:
+            reasons.append(f"program {prog}: pinned id {live_id} is not the deployed id {recorded}")
+    return reasons
+
+
+@dataclass
+class MapDecision:
+    name: str
+    action: str  # reuse | create | recreate | migrate
+    pin: str
+    differences: list[str] = field(default_factory=list)
+
+
+def decide_map(spec: MapSpec, pinned: MapState | None, policy: str) -> MapDecision:
+    """Reuse a pinned map only when its whole layout matches (type, sizes, max_entries, flags, and the BTF layout
+    of key and value: field names, offsets, sizes, kinds); libbpf alone would only compare sizes."""
+    if pinned is None:
+        return MapDecision(spec.name, "create", spec.path)
+    differences = map_differences(spec, pinned)
+    if not differences:
+        return MapDecision(spec.name, "reuse", spec.path)
+    if policy == "fail":
+        raise PlanError(
+            f"map {spec.name} ({spec.path}) is pinned with another layout: {'; '.join(differences)}; "
+            "set map_policy=migrate to carry its entries over by field name, or recreate to start it empty"
+        )
+    if policy == "migrate" and spec.type != pinned.info["type"]:
+        raise PlanError(
+            f"map {spec.name}: cannot migrate a {pinned.info['type']} map into a {spec.type} map; "
+            "use map_policy=recreate"
+        )
+    return MapDecision(spec.name, policy, spec.path, differences)
+
+
+@dataclass
+class Conversion:
+    """Field-by-name conversion of one side (key or value) of a map, with what it drops and what it adds."""
+
+    dropped: set[str] = field(default_factory=set)
+    added: set[str] = field(default_factory=set)
+
+
+def convert_by_name(
+    old_t: _btf.BtfType | None, new_t: _btf.BtfType | None, value: Any, report: Conversion, path: str = "value"
+) -> Any:
+    """A decoded value of old_t reshaped for new_t: struct fields are matched by name (recursively); fields only
+    in the old type are dropped, fields only in the new type are left out (so they encode as zero). Scalars and
+    arrays go through as they are: the new codec range-checks them, and a value that does not fit fails the
+    migration instead of being truncated silently."""
+    old_r = _btf.resolve(old_t) if old_t is not None else None
+    new_r = _btf.resolve(new_t) if new_t is not None else None
+    if not (isinstance(new_r, _btf.Struct) and not new_r.is_union and isinstance(value, dict)):
+        return value
+    old_members = _member_types(old_r) if isinstance(old_r, _btf.Struct) else {}
+    new_members = _member_types(new_r)
+    out = {}
+    for name, new_member_t in new_members.items():
+        if name in value:
+            out[name] = convert_by_name(old_members.get(name), new_member_t, value[name], report, f"{path}.{name}")
+        else:
+            report.added.add(f"{path}.{name}")
+    report.dropped.update(f"{path}.{name}" for name in value if name not in new_members)
+    return out
+
+
+def _member_types(t: _btf.Struct) -> dict[str, _btf.BtfType]:
+    """Named members, with anonymous members' fields flattened in (as the codecs decode them)."""
+    members: dict[str, _btf.BtfType] = {}
+    for member in t.members:
+        inner = _btf.resolve(member.type)
+        if not member.name and isinstance(inner, _btf.Struct):
+            members.update(_member_types(inner))
+        elif member.name:
+            members[member.name] = member.type
+    return members
+
+
+def convert_per_cpu(
+    old_t: _btf.BtfType | None, new_t: _btf.BtfType | None, value: dict[str, Any], report: Conversion
+) -> dict[str, Any]:
+    return {"per_cpu": [convert_by_name(old_t, new_t, v, report) for v in value["per_cpu"]]}

@@ -1,0 +1,116 @@
+"""Planning of program deployments: reload reasons, map decisions, field-by-name conversions."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.cnf.ebpf.plugins.module_utils import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils._maps import MapSpec, MapState
+from ansible_collections.cnf.ebpf.plugins.module_utils._program_plan import (
+    Conversion,
+    Desired,
+    PlanError,
+    convert_by_name,
+    convert_per_cpu,
+    decide_map,
+    reload_reasons,
+)
+
+V1 = _btf.type_from_schema(
+    {
+        "name": "stats",
+        "fields": [
+            {"name": "packets", "type": "u64"},
+            {"name": "bytes", "type": "u64"},
+            {"name": "old", "type": "u32"},
+        ],
+    }
+)
+V2 = _btf.type_from_schema(
+    {
+        "name": "stats",
+        "fields": [
+            {"name": "bytes", "type": "u64"},
+            {"name": "packets", "type": "u64"},
+            {"name": "drops", "type": "u32"},
+        ],
+    }
+)
+U32 = _btf.type_from_schema("u32", path="key")
+STATE = {"object_digest": "a" * 64, "constants": {"port": 53}, "map_sizes": {}, "programs": {"xdp_main": {"id": 10}}}
+
+
+def spec(value_t: _btf.BtfType, max_entries: int = 16) -> MapSpec:
+    return MapSpec(
+        path="/sys/fs/bpf/cnf/app/maps/stats",
+        type="hash",
+        name="stats",
+        key_size=4,
+        value_size=value_t.size,
+        max_entries=max_entries,
+        key_type=U32,
+        value_type=value_t,
+    )
+
+
+def state(value_t: _btf.BtfType, max_entries: int = 16) -> MapState:
+    info = {
+        "id": 3,
+        "type": "hash",
+        "name": "stats",
+        "key_size": 4,
+        "value_size": value_t.size,
+        "max_entries": max_entries,
+        "flags": 0,
+        "flag_names": [],
+        "btf_id": 9,
+    }
+    return MapState(path="/sys/fs/bpf/cnf/app/maps/stats", info=info, key_type=U32, value_type=value_t)
+
+
+def test_nothing_to_do_when_object_constants_and_pins_match() -> None:
+    assert reload_reasons(STATE, Desired("a" * 64, {"port": 53}), {"xdp_main": 10}) == []
+
+
+def test_reload_reasons_name_what_changed() -> None:
+    reasons = reload_reasons(STATE, Desired("b" * 64, {"port": 80}, {"flows": 4096}), {"xdp_main": None})
+    assert reasons[0].startswith("object changed (aaaaaaaaaaaa -> bbbbbbbbbbbb)")
+    assert "constant port: 53 -> 80" in reasons
+    assert "map_sizes.flows: None -> 4096" in reasons
+    assert "program xdp_main: pin missing (removed behind our back)" in reasons
+    assert reload_reasons(None, Desired("a"), {}) == ["not deployed yet"]
+
+
+def test_maps_are_reused_only_when_the_btf_layout_matches() -> None:
+    assert decide_map(spec(V1), None, "fail").action == "create"
+    assert decide_map(spec(V1), state(V1), "fail").action == "reuse"
+    # Same size (20 -> 24 bytes differ here, but a same-size reorder must be caught too).
+    swapped = _btf.type_from_schema(
+        {
+            "name": "stats",
+            "fields": [
+                {"name": "bytes", "type": "u64"},
+                {"name": "packets", "type": "u64"},
+                {"name": "old", "type": "u32"},
+            ],
+        }
+    )
+    with pytest.raises(PlanError, match=r"value\.packets"):
+        decide_map(spec(swapped), state(V1), "fail")
+    decision = decide_map(spec(swapped), state(V1), "migrate")
+    assert decision.action == "migrate" and any("value.packets" in d for d in decision.differences)
+    assert decide_map(spec(V1, 32), state(V1), "recreate").action == "recreate"
+
+
+def test_conversion_by_field_name_reports_dropped_and_added_fields() -> None:
+    report = Conversion()
+    assert convert_by_name(V1, V2, {"packets": 5, "bytes": 900, "old": 1}, report) == {"bytes": 900, "packets": 5}
+    assert report.dropped == {"value.old"} and report.added == {"value.drops"}
+
+
+def test_per_cpu_values_convert_cpu_by_cpu() -> None:
+    report = Conversion()
+    value = {"per_cpu": [{"packets": 1, "bytes": 2, "old": 3}, {"packets": 4, "bytes": 5, "old": 6}], "sum": {}}
+    assert convert_per_cpu(V1, V2, value, report) == {
+        "per_cpu": [{"bytes": 2, "packets": 1}, {"bytes": 5, "packets": 4}]
+    }

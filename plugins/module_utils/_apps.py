@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
 from ansible_collections.cnf.ebpf.plugins.module_utils._locks import LockTimeout, file_lock
 
 DEFAULT_PIN_ROOT = "/sys/fs/bpf/cnf"
@@ -61,6 +62,14 @@ class AppLayout:
     def make_dirs(self) -> None:
         for path in (self.progs_dir, self.maps_dir, self.links_dir):
             os.makedirs(path, exist_ok=True)
+
+
+def pinned_prog_id(path: str) -> int | None:
+    """Kernel id of the program pinned at path; None when the pin is not a program."""
+    with _libbpf.obj_get(path) as fd:
+        if _libbpf.obj_kind(fd) != "prog":
+            return None
+        return int(_libbpf.prog_info(fd)["id"])
 
 
 def state_path(name: str, state_dir: str = DEFAULT_STATE_DIR) -> str:
@@ -124,6 +133,7 @@ __all__ = [
     "LockTimeout",
     "app_lock",
     "check_name",
+    "pinned_prog_id",
     "read_state",
     "remove_state",
     "state_path",

@@ -169,5 +169,10 @@ def replace_pin(fd: _libbpf.Fd, path: str) -> None:
         raise BpfError("replace pin", path, exc.errno or errno.EIO) from exc
 
 
+def open_map_fd(fd: _libbpf.Fd) -> BpfMap:
+    """A BpfMap on a duplicate of fd (the caller keeps its own fd)."""
+    return BpfMap(_libbpf.Fd(os.dup(fd.fd), fd.label))
+
+
 def remove_pin(path: str) -> None:
     _libbpf.unpin(path)

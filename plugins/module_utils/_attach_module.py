@@ -1,0 +1,228 @@
+# Copyright: (c) 2026, cnf.ebpf contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Surface layer for cnf.ebpf.bpf_attach: attach a pinned program to a hook, idempotently, with drift and conflict
+detection; and the helpers bpf_program uses to move an application's attachments to a new program version.
+
+Attachments of programs deployed by cnf.ebpf.bpf_program are recorded in the application's state file (under its
+lock), so an upgrade finds every hook to swap and `state: absent` of the application finds every hook to detach.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.cnf.ebpf.plugins.module_utils import _apps, _attach
+from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError, Fd, obj_get, obj_kind, prog_info
+from ansible_collections.cnf.ebpf.plugins.module_utils._locks import LockTimeout
+from ansible_collections.cnf.ebpf.plugins.module_utils._map_module import fail_without_libbpf
+
+KINDS = ("xdp", "tc", "cgroup")
+ARGUMENT_SPEC: dict[str, Any] = {
+    "program": {"type": "str", "required": True},
+    "kind": {"type": "str", "required": True, "choices": list(KINDS)},
+    "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+    "interface": {"type": "str"},
+    "netns": {"type": "str"},
+    "direction": {"type": "str", "default": "ingress", "choices": ["ingress", "egress"]},
+    "xdp_mode": {"type": "str", "default": "auto", "choices": ["auto", "native", "generic", "offload"]},
+    "tc_backend": {"type": "str", "default": "auto", "choices": ["auto", "tcx", "cls_bpf"]},
+    "priority": {"type": "int", "default": 1},
+    "handle": {"type": "int", "default": 1},
+    "cgroup": {"type": "path"},
+    "attach_type": {"type": "str", "default": "cgroup_inet_ingress"},
+    "on_conflict": {"type": "str", "default": "fail", "choices": ["fail", "replace"]},
+    "pin_root": {"type": "path", "default": _apps.DEFAULT_PIN_ROOT},
+    "state_dir": {"type": "path", "default": _apps.DEFAULT_STATE_DIR},
+    "lock_timeout": {"type": "int", "default": 60},
+}
+REQUIRED_IF = [("kind", "xdp", ("interface",)), ("kind", "tc", ("interface",)), ("kind", "cgroup", ("cgroup",))]
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class AttachError(ValueError):
+    """Bad input, or a hook held by a program we may not replace; nothing was changed."""
+
+
+def _with_defaults(params: dict[str, Any]) -> dict[str, Any]:
+    full = {name: spec.get("default") for name, spec in ARGUMENT_SPEC.items()}
+    full.update({k: v for k, v in params.items() if v is not None or k not in full})
+    return full
+
+
+def resolve_program(program: str, pin_root: str) -> tuple[str, str | None, str | None]:
+    """(pin path, application, program name) for 'app/prog' (a bpf_program deployment) or an absolute pin path."""
+    if program.startswith("/"):
+        rel = os.path.relpath(program, pin_root)
+        parts = rel.split(os.sep)
+        if len(parts) == 3 and parts[1] == "progs" and not rel.startswith(".."):
+            return program, parts[0], parts[2]
+        return program, None, None
+    app, sep, prog = program.partition("/")
+    if not sep or not app or not prog:
+        raise AttachError(f"program: {program!r} must be 'application/program' or a pin path on bpffs")
+    layout = _apps.AppLayout(app, pin_root)
+    return layout.prog_pin(prog), app, prog
+
+
+def hook_id(p: dict[str, Any]) -> str:
+    """A stable name for the hook, used for the link pin and the state record."""
+    where = p.get("netns") or "host"
+    if p["kind"] == "xdp":
+        name = f"xdp-{where}-{p['interface']}"
+    elif p["kind"] == "tc":
+        name = f"tc-{p['direction']}-{where}-{p['interface']}"
+    else:
+        digest = hashlib.sha256(p["cgroup"].encode()).hexdigest()[:10]
+        name = f"cgroup-{p['attach_type']}-{os.path.basename(p['cgroup'].rstrip('/')) or 'root'}-{digest}"
+    return _UNSAFE.sub("_", name)
+
+
+def attach_spec(p: dict[str, Any], link_pin: str | None) -> _attach.AttachSpec:
+    return _attach.AttachSpec(
+        kind=p["kind"],
+        interface=p.get("interface"),
+        netns=p.get("netns"),
+        direction=p.get("direction") or "ingress",
+        xdp_mode=p.get("xdp_mode") or "auto",
+        tc_backend=p.get("tc_backend") or "auto",
+        priority=int(p.get("priority") or 1),
+        handle=int(p.get("handle") or 1),
+        cgroup=p.get("cgroup"),
+        cgroup_attach_type=p.get("attach_type") or "cgroup_inet_ingress",
+        link_pin=link_pin,
+    )
+
+
+def _open_program(pin: str) -> tuple[Fd, dict[str, Any]]:
+    fd = obj_get(pin)
+    if obj_kind(fd) != "prog":
+        fd.close()
+        raise AttachError(f"program: {pin} is not a pinned BPF program")
+    return fd, prog_info(fd)
+
+
+def _describe(attachments: list[_attach.Attachment]) -> list[dict[str, Any]]:
+    return [a.describe() for a in attachments]
+
+
+def attach(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
+    p = _with_defaults(params)
+    pin, app, prog_name = resolve_program(p["program"], p["pin_root"])
+    hook = hook_id(p)
+    link_dir = _apps.AppLayout(app, p["pin_root"]).links_dir if app else os.path.join(p["pin_root"], "links")
+    spec = attach_spec(p, os.path.join(link_dir, hook))
+    result: dict[str, Any] = {"changed": False, "hook": hook, "program": pin}
+    lock = _apps.app_lock(app, p["lock_timeout"]) if app else _apps.app_lock("_unmanaged", p["lock_timeout"])
+    with lock:
+        state = _apps.read_state(app, p["state_dir"]) if app else None
+        record = ((state or {}).get("attachments") or {}).get(hook)
+        current = _attach.current(spec)
+        result["before"] = _describe(current)
+        if p["state"] == "absent":
+            ours = _owned(current, pin, record)
+            if ours and not check_mode:
+                for att in ours:
+                    _attach.detach(spec, att)
+            if app and state is not None and record is not None and not check_mode:
+                state["attachments"].pop(hook, None)
+                _apps.write_state(app, state, p["state_dir"])
+            result["changed"] = bool(ours) or record is not None
+            result["after"] = result["before"] if check_mode else _describe(_attach.current(spec))
+            return result
+        fd, info = _open_program(pin)
+        try:
+            result["prog_id"] = info["id"]
+            mine = [a for a in current if a.prog_id == info["id"]]
+            others = [a for a in current if a.prog_id != info["id"]]
+            target: _attach.Attachment | None = None
+            if mine and not others:
+                action = "none"
+            elif not current:
+                action = "attach"
+            else:
+                previous = [a for a in others if record is not None and a.prog_id == record.get("prog_id")]
+                if previous:
+                    action, target = "swap", previous[0]  # our earlier version (an upgrade missed this hook)
+                elif p["on_conflict"] == "replace":
+                    action, target = "replace", others[0]
+                else:
+                    names = ", ".join(f"id {a.prog_id} ({a.prog_name or 'unnamed'})" for a in others)
+                    raise AttachError(
+                        f"{hook}: the hook holds a program this collection did not attach: {names}; "
+                        "set on_conflict=replace to take it over"
+                    )
+            result["action"] = action
+            if action != "none":
+                result["changed"] = True
+                if not check_mode:
+                    if target is None:
+                        _attach.attach(spec, fd)
+                    else:
+                        _attach.replace(spec, target, fd)
+            new_record = {
+                "program": prog_name,
+                "pin": pin,
+                "prog_id": info["id"],
+                "spec": dataclasses.asdict(spec),
+            }
+            if app and state is not None and record != new_record and not check_mode:
+                state.setdefault("attachments", {})[hook] = new_record
+                _apps.write_state(app, state, p["state_dir"])
+            result["after"] = result["before"] if check_mode else _describe(_attach.current(spec))
+        finally:
+            fd.close()
+        return result
+
+
+def _owned(current: list[_attach.Attachment], pin: str, record: dict[str, Any] | None) -> list[_attach.Attachment]:
+    ids = set()
+    if os.path.lexists(pin):
+        try:
+            fd, info = _open_program(pin)
+            fd.close()
+            ids.add(info["id"])
+        except (AttachError, BpfError):
+            pass
+    if record is not None:
+        ids.add(record.get("prog_id"))
+    return [a for a in current if a.prog_id in ids]
+
+
+def swap_program(record: dict[str, Any], old_prog_id: int, new_fd: Fd) -> None:
+    """bpf_program upgrades: move one recorded hook from the old program to the new one, atomically."""
+    spec = _attach.AttachSpec(**record["spec"])
+    current = _attach.current(spec)
+    old = [a for a in current if a.prog_id in (old_prog_id, record.get("prog_id"))]
+    if old:
+        _attach.replace(spec, old[0], new_fd)
+    elif not current:
+        _attach.attach(spec, new_fd)  # detached behind our back: put it back
+    else:
+        names = ", ".join(f"id {a.prog_id} ({a.prog_name})" for a in current)
+        raise AttachError(f"{spec.link_pin}: the hook now holds {names}, not our program; not swapping")
+
+
+def detach_record(record: dict[str, Any]) -> None:
+    spec = _attach.AttachSpec(**record["spec"])
+    for att in _attach.current(spec):
+        if att.prog_id == record.get("prog_id") or (att.link_pin and att.link_pin == spec.link_pin):
+            _attach.detach(spec, att)
+
+
+def run(module: AnsibleModule) -> None:
+    fail_without_libbpf(module)
+    if _attach.PYROUTE2_IMPORT_ERROR is not None:
+        module.fail_json(msg=missing_required_lib("pyroute2"), exception=_attach.PYROUTE2_IMPORT_ERROR)
+    try:
+        result = attach(module.params, check_mode=module.check_mode)
+    except (AttachError, ValueError) as exc:
+        module.fail_json(msg=str(exc), changed=False)
+    except (BpfError, LockTimeout) as exc:
+        module.fail_json(msg=str(exc), changed=False)
+    module.exit_json(**result)

@@ -157,6 +157,7 @@ def _deploy(
         map_sizes={k: int(v) for k, v in p["map_sizes"].items()},
         reuse_maps=reuse,
         log_dir=os.path.join(p["state_dir"], "logs"),
+        object_name=p["name"],
     )
     shared = set(p["shared_maps"])
     migrations: dict[str, Any] = {}
@@ -236,8 +237,9 @@ def _present(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     scratch = tempfile.mkdtemp(prefix="cnf-ebpf-check-") if check_mode else None
     try:
         obj_path, source = _get_object(p, scratch)
-        spec = _objects.inspect_object(obj_path)
-        _objects.check_constants(spec, dict(p["constants"]))
+        spec = _objects.inspect_object(obj_path, object_name=p["name"])
+        if p["constants"]:
+            _objects.encode_constants(spec, dict(p["constants"]), spec.rodata or b"")  # type-check before anything
         known_maps = {m.name for m in spec.maps if not m.internal}
         for name in p["map_sizes"]:
             if name not in known_maps:

@@ -1,0 +1,206 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, cnf.ebpf contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: bpf_program
+short_description: Compile, load, pin and upgrade eBPF programs without losing the state in their maps
+version_added: 0.1.0
+description:
+  - Deploys one application, a BPF object, on the managed host. BPF C given in O(src) is compiled there with clang
+    into a CO-RE object (C(-target bpf -O2 -g)), cached by the hash of the source, its local headers and the flags;
+    or a prebuilt O(object) is used.
+  - The object is loaded with libbpf; programs are pinned under C(<pin_root>/<name>/progs/), maps under
+    C(<pin_root>/<name>/maps/) (or C(<pin_root>/shared/) for O(shared_maps)), and bpf_links made by
+    M(cnf.ebpf.bpf_attach) under C(<pin_root>/<name>/links/).
+  - "Upgrades: a new object, new O(constants) or new O(map_sizes) load new programs that reuse every pinned map whose
+    layout matches (type, sizes, flags and the BTF layout of key and value: field names, offsets, sizes, kinds), so
+    counters and flow tables survive. Program pins are replaced atomically and every attachment recorded by
+    M(cnf.ebpf.bpf_attach) is swapped to the new program (bpf_link update or netlink replace), with no moment
+    without a program on the hook."
+  - Maps whose layout changed follow O(map_policy).
+  - What was deployed (object hash, constants, sizes, program and map ids, attachments) is recorded in a small JSON
+    state file on the host, written atomically, and returned.
+  - A second run with the same object, constants and sizes changes nothing. Pins removed behind the module's back are
+    detected and repaired.
+author:
+  - cnf.ebpf contributors (@cnf-ebpf)
+requirements:
+  - libbpf 1.x (C(libbpf.so.1); Debian/Ubuntu package C(libbpf1)) and, for O(src), clang on the managed host.
+  - Root (CAP_BPF, CAP_SYS_ADMIN), bpffs mounted at C(/sys/fs/bpf).
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would be compiled, loaded, migrated or swapped (compiling into a scratch directory that is
+      removed); nothing on the host changes.
+  diff_mode:
+    support: none
+options:
+  name:
+    description: Application name; pins live under C(<pin_root>/<name>/). Letters, digits, C(_) and C(-).
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) deploys or upgrades the application.
+      - V(absent) detaches its recorded attachments, removes its program, link and map pins (not O(shared_maps)) and
+        its state file.
+    type: str
+    default: present
+    choices: [present, absent]
+  src:
+    description: BPF C source file on the managed host, compiled with clang.
+    type: path
+  object:
+    description: A prebuilt BPF object file on the managed host.
+    type: path
+  include_dirs:
+    description: Extra include directories for O(src).
+    type: list
+    elements: path
+    default: []
+  defines:
+    description: Preprocessor macros for O(src), name to value (null for a bare C(-DNAME)).
+    type: dict
+    default: {}
+  cflags:
+    description: Extra clang flags for O(src).
+    type: list
+    elements: str
+    default: []
+  constants:
+    description:
+      - Values of C(volatile const) globals (the object's C(.rodata)), set before load by name and type-checked
+        through BTF. Changing them reloads the programs.
+    type: dict
+    default: {}
+  map_sizes:
+    description: C(max_entries) overrides per map name, applied before load.
+    type: dict
+    default: {}
+  map_policy:
+    description:
+      - What to do when a pinned map's layout differs from the new object's map.
+      - V(fail) stops with the field-by-field differences; nothing changes.
+      - V(recreate) starts the map empty.
+      - V(migrate) creates the new map and copies every entry into it field by field by name (new fields are zero,
+        removed fields are dropped and reported), before the programs are swapped; if anything fails, the old
+        deployment is left as it was.
+    type: str
+    default: fail
+    choices: [fail, recreate, migrate]
+  shared_maps:
+    description: Maps of the object pinned by name in C(<pin_root>/shared/), so several applications use one map.
+    type: list
+    elements: str
+    default: []
+  pin_root:
+    description: bpffs directory holding the applications.
+    type: path
+    default: /sys/fs/bpf/cnf
+  state_dir:
+    description: Directory for state files (C(apps/)), the compile cache (C(cache/)) and verifier logs (C(logs/)).
+    type: path
+    default: /var/lib/cnf-ebpf
+  lock_timeout:
+    description: Seconds to wait for another run on the same application.
+    type: int
+    default: 60
+notes:
+  - Verifier rejections fail the task with the verifier's own message, the last lines of its log, the number of
+    instructions processed and the kernel release; the full log is saved under O(state_dir)C(/logs) and its path
+    returned. Nothing stays loaded.
+  - Migration copies a snapshot; updates the old programs make to the old map between the copy and the swap are lost.
+seealso:
+  - module: cnf.ebpf.bpf_attach
+  - module: cnf.ebpf.bpf_map_entries
+"""
+
+EXAMPLES = r"""
+- name: Deploy the XDP filter from source, dropping UDP to port 7777
+  cnf.ebpf.bpf_program:
+    name: xdp_filter
+    src: /opt/cnf/bpf/xdp_filter.c
+    constants:
+      drop_port: 7777
+    map_sizes:
+      flows: 65536
+
+- name: Upgrade to a build whose flow value struct gained a field, carrying the flows over
+  cnf.ebpf.bpf_program:
+    name: xdp_filter
+    object: /opt/cnf/build/xdp_filter-v3.o
+    map_policy: migrate
+
+- name: Remove the application
+  cnf.ebpf.bpf_program:
+    name: xdp_filter
+    state: absent
+"""
+
+RETURN = r"""
+reasons:
+  description: Why the application was (or would be) loaded; empty when nothing changed.
+  returned: state is present
+  type: list
+  elements: str
+  sample: ["constant drop_port: 53 -> 7777"]
+maps:
+  description: Per map of the object, what happened to its pin (V(reuse), V(create), V(recreate), V(migrate)).
+  returned: state is present
+  type: dict
+  sample: {flows: {action: reuse, pin: /sys/fs/bpf/cnf/xdp_filter/maps/flows, differences: []}}
+migrations:
+  description: Per migrated map, the entries copied and the fields dropped and added.
+  returned: when maps were migrated
+  type: dict
+  sample: {flows: {entries: 1200, dropped_fields: [value.old], added_fields: [value.drops]}}
+swapped:
+  description: Hooks moved to the new programs.
+  returned: when programs were upgraded
+  type: list
+  elements: str
+  sample: [xdp-host-eth0]
+source:
+  description: Where the object came from; for O(src), whether the compile cache was hit and the cache key.
+  returned: state is present
+  type: dict
+  sample: {src: /opt/cnf/bpf/xdp_filter.c, cached: true, source_digest: 3f2a...}
+state:
+  description:
+    - The deployment record (object hash, constants, map sizes, programs with ids, tags and pins, maps and
+      attachments).
+  returned: state is present
+  type: dict
+state_path:
+  description: The state file on the host.
+  returned: always
+  type: str
+  sample: /var/lib/cnf-ebpf/apps/xdp_filter.json
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.cnf.ebpf.plugins.module_utils._program_module import (
+    ARGUMENT_SPEC,
+    MUTUALLY_EXCLUSIVE,
+    REQUIRED_IF,
+    run,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        mutually_exclusive=MUTUALLY_EXCLUSIVE,
+        required_if=REQUIRED_IF,
+        supports_check_mode=True,
+    )
+    run(module)
+
+
+if __name__ == "__main__":
+    main()

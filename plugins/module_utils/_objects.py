@@ -1,0 +1,762 @@
+# Copyright: (c) 2026, cnf.ebpf contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Resources layer for BPF object files: compile (clang, cached), inspect, load-time constants, load.
+
+- `compile_source()` builds a CO-RE object with clang and caches it under a digest of everything that decides the
+  output: the source, the local headers it includes (found with `clang -M`), the flags and clang's version. System
+  headers (under /usr) are left out of the key so that one source gives the same digest across hosts whose
+  distribution headers differ slightly; the digest then names "this program" fleet-wide.
+- `inspect_object()` opens an object with libbpf without loading it: programs, maps (with their BTF types) and the
+  `.rodata` constants that can be set at load time.
+- `load_object()` loads an object into the kernel: map sizes, reused maps, constants; on a verifier rejection it
+  raises `VerifierError` with the verifier's own message and saves the full log on the host. Nothing is pinned
+  here: the caller pins the returned fds. On any failure every fd is closed, so the kernel frees what was loaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import re
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils._btf import Btf, BtfType, Datasec, Var, type_name
+from ansible_collections.cnf.ebpf.plugins.module_utils._codec import CodecError, compile_codec
+from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError, Fd
+from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf_obj import BpfObject, prog_map_ids
+
+DEFAULT_CACHE_DIR = "/var/lib/cnf-ebpf/cache"
+DEFAULT_LOG_DIR = "/var/lib/cnf-ebpf/logs"
+RODATA_SECTION = ".rodata"
+LOG_TAIL_LINES = 20
+
+# Directory prefixes whose headers are "system" headers, left out of the cache key (see the module docstring).
+SYSTEM_HEADER_PREFIXES = ("/usr/",)
+
+# bpf_tracing.h's PT_REGS_* macros need to know the target architecture of the kernel the program runs on.
+_TARGET_ARCH = {
+    "x86_64": "x86",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "s390x": "s390",
+    "ppc64le": "powerpc",
+    "ppc64": "powerpc",
+    "riscv64": "riscv",
+    "loongarch64": "loongarch",
+    "mips64": "mips",
+}
+
+
+# --- errors ------------------------------------------------------------------------------------------------------
+
+
+class CompileError(Exception):
+    """clang failed (or could not run). `.command` is the clang command line, `.stderr` clang's output."""
+
+    def __init__(self, source: str, command: list[str], stderr: str, summary: str | None = None) -> None:
+        self.source = source
+        self.command = command
+        self.stderr = stderr
+        self.summary = summary or _first_error_line(stderr) or "clang failed"
+        super().__init__(f"clang could not compile {source}: {self.summary}")
+
+
+class ObjectParamError(ValueError):
+    """A load parameter that does not fit the object (unknown map or constant, wrong type, out of range).
+
+    `.path` names the parameter (`constants.drop_port`, `map_sizes.flows`, `reuse_maps.flows`)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class VerifierError(Exception):
+    """The kernel's verifier rejected a program; the message is the verifier's own, the full log is on the host."""
+
+    def __init__(
+        self,
+        program: str,
+        message: str,
+        log_tail: str,
+        log_path: str | None,
+        insns_processed: int | None,
+        kernel_release: str,
+        errno: int = 0,
+    ) -> None:
+        self.program = program
+        self.message = message
+        self.log_tail = log_tail
+        self.log_path = log_path
+        self.insns_processed = insns_processed
+        self.kernel_release = kernel_release
+        self.errno = errno
+        where = f"after processing {insns_processed} instructions, " if insns_processed is not None else ""
+        log = f"; full verifier log: {log_path}" if log_path else ""
+        super().__init__(
+            f"the kernel verifier rejected program {program}: {message} ({where}kernel {kernel_release}){log}"
+        )
+
+
+# --- compile -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Compiled:
+    path: str
+    digest: str
+    cached: bool
+    command: list[str]
+
+
+def _first_error_line(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if "error:" in line:
+            return line
+    return lines[0] if lines else ""
+
+
+def multiarch_include_dir() -> str:
+    """Where Debian/Ubuntu keep <asm/types.h>; clang -target bpf does not search it by itself."""
+    return f"/usr/include/{platform.machine()}-linux-gnu"
+
+
+def base_flags() -> list[str]:
+    """The flags every compile gets: a BPF target with BTF (-g) for CO-RE, the multiarch include dir when this host
+    has one, and the target architecture that bpf_tracing.h needs."""
+    flags = ["-target", "bpf", "-O2", "-g"]
+    multiarch = multiarch_include_dir()
+    if os.path.isdir(multiarch):
+        flags += ["-I", multiarch]
+    return flags
+
+
+def build_flags(
+    include_dirs: Sequence[str] = (),
+    defines: Mapping[str, str | int | None] | None = None,
+    cflags: Sequence[str] = (),
+) -> list[str]:
+    """The full clang flag list (without the source and output), in a stable order: it is part of the cache key."""
+    flags = base_flags()
+    for inc in include_dirs:
+        flags += ["-I", os.path.abspath(inc)]
+    defined = set(defines or {})
+    arch = _TARGET_ARCH.get(platform.machine())
+    if (
+        arch
+        and not any(d.startswith("__TARGET_ARCH_") for d in defined)
+        and not any(f.startswith("-D__TARGET_ARCH_") for f in cflags)
+    ):
+        flags.append(f"-D__TARGET_ARCH_{arch}")
+    for name in sorted(defined):
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(name)):
+            raise ObjectParamError(f"defines.{name}", "not a valid C macro name")
+        value = (defines or {})[name]
+        if value is None:
+            flags.append(f"-D{name}")
+        elif isinstance(value, bool):
+            flags.append(f"-D{name}={int(value)}")
+        else:
+            flags.append(f"-D{name}={value}")
+    flags += list(cflags)
+    return flags
+
+
+@functools.lru_cache(maxsize=8)
+def clang_version(clang: str = "clang") -> str:
+    """`clang --version` (the whole text: a different build of the same version may compile differently)."""
+    try:
+        proc = subprocess.run([clang, "--version"], capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise CompileError("(none)", [clang, "--version"], str(exc), f"cannot run {clang}: {exc.strerror}") from exc
+    if proc.returncode != 0:
+        raise CompileError("(none)", [clang, "--version"], proc.stderr)
+    return proc.stdout.strip()
+
+
+def parse_make_deps(text: str) -> list[str]:
+    """The prerequisites of a `clang -M` make rule (escaped spaces kept, line continuations joined)."""
+    text = text.replace("\\\n", " ")
+    _target, sep, rest = text.partition(": ")
+    if not sep:
+        return []
+    deps: list[str] = []
+    for token in re.split(r"(?<!\\)\s+", rest.strip()):
+        if token:
+            deps.append(token.replace("\\ ", " ").replace("$$", "$"))
+    return deps
+
+
+def local_headers(deps: Sequence[str], source: str) -> list[str]:
+    """Absolute paths of the dependencies that count for the cache key: not the source, not system headers."""
+    src = os.path.abspath(source)
+    out: list[str] = []
+    for dep in deps:
+        path = os.path.abspath(dep)
+        if path == src or path.startswith(SYSTEM_HEADER_PREFIXES) or path in out:
+            continue
+        out.append(path)
+    return sorted(out)
+
+
+def cache_key(
+    source_bytes: bytes, source_dir: str, headers: Sequence[tuple[str, bytes]], flags: Sequence[str], version: str
+) -> str:
+    """sha256 over the source, each local header (its path relative to the source's directory, so moving a whole
+    tree keeps the key, and its bytes), the flags and clang's version; every part is length-prefixed so that no
+    two different inputs can produce the same byte stream."""
+    h = hashlib.sha256()
+
+    def part(tag: bytes, data: bytes) -> None:
+        h.update(tag + len(data).to_bytes(8, "little") + data)
+
+    part(b"format", b"cnf-ebpf-compile-1")
+    part(b"source", source_bytes)
+    for path, data in headers:
+        part(b"header-path", os.path.relpath(path, source_dir).encode())
+        part(b"header", data)
+    for flag in flags:
+        part(b"flag", flag.encode())
+    part(b"clang", version.encode())
+    return h.hexdigest()
+
+
+def _run_clang(source: str, command: list[str], shown: list[str] | None = None) -> subprocess.CompletedProcess:
+    """Run clang; CompileError on failure, naming `shown` (the command as a user would rerun it: the final output
+    path rather than our temporary file) or else `command`."""
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise CompileError(source, shown or command, str(exc), f"cannot run {command[0]}: {exc.strerror}") from exc
+    if proc.returncode != 0:
+        raise CompileError(source, shown or command, proc.stderr)
+    return proc
+
+
+def compile_source(
+    src: str,
+    *,
+    include_dirs: Sequence[str] = (),
+    defines: Mapping[str, str | int | None] | None = None,
+    cflags: Sequence[str] = (),
+    cache_dir: str = DEFAULT_CACHE_DIR,
+    clang: str = "clang",
+) -> Compiled:
+    """Compile `src` into `<cache_dir>/<digest>.o`, or return the cached object when the digest is already there.
+
+    The dependency scan (`clang -M`, preprocessor only) always runs: without it we cannot know which headers the key
+    covers. The object is written to a temporary file and renamed, so a concurrent run never sees half an object.
+    """
+    source = os.path.abspath(src)
+    try:
+        with open(source, "rb") as f:
+            source_bytes = f.read()
+    except OSError as exc:
+        raise CompileError(source, [], str(exc), f"cannot read the source: {exc.strerror}") from exc
+    flags = build_flags(include_dirs, defines, cflags)
+    version = clang_version(clang)
+
+    scan = _run_clang(source, [clang, *flags, "-M", "-MT", "object", source])
+    headers: list[tuple[str, bytes]] = []
+    for path in local_headers(parse_make_deps(scan.stdout), source):
+        try:
+            with open(path, "rb") as f:
+                headers.append((path, f.read()))
+        except OSError as exc:
+            raise CompileError(source, scan.args, str(exc), f"cannot read header {path}: {exc.strerror}") from exc
+    digest = cache_key(source_bytes, os.path.dirname(source), headers, flags, version)
+
+    out = os.path.join(cache_dir, digest + ".o")
+    command = [clang, *flags, "-c", source, "-o", out]
+    if os.path.isfile(out) and os.path.getsize(out) > 0:
+        return Compiled(out, digest, True, command)
+
+    os.makedirs(cache_dir, mode=0o755, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{digest}.", suffix=".o.tmp", dir=cache_dir)
+    os.close(fd)
+    try:
+        _run_clang(source, [clang, *flags, "-c", source, "-o", tmp], shown=command)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return Compiled(out, digest, False, command)
+
+
+def object_digest(path: str) -> str:
+    """sha256 of an object file (what was loaded, whatever produced it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(functools.partial(f.read, 1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- inspect -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProgramSpec:
+    name: str
+    section: str
+    type: str
+    expected_attach_type: str
+
+
+@dataclass(frozen=True)
+class MapSpecInObject:
+    name: str
+    type: str
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int
+    key_type: BtfType | None
+    value_type: BtfType | None
+    internal: bool
+    # For the global-data maps libbpf creates: the ELF section (.rodata, .data, .bss, .kconfig, .rodata.foo).
+    section: str | None = None
+
+
+@dataclass(frozen=True)
+class ConstantSpec:
+    name: str
+    type: BtfType
+    offset: int
+    size: int
+
+    @property
+    def type_name(self) -> str:
+        return type_name(self.type)
+
+
+@dataclass
+class ObjectSpec:
+    path: str
+    name: str
+    programs: list[ProgramSpec]
+    maps: list[MapSpecInObject]
+    constants: dict[str, ConstantSpec]
+    btf_raw: bytes | None = None
+    # The initial .rodata image (the constants' values as compiled); None when the object has no .rodata.
+    rodata: bytes | None = None
+
+    def map(self, name: str) -> MapSpecInObject | None:
+        for m in self.maps:
+            if m.name == name:
+                return m
+        return None
+
+    @property
+    def rodata_map(self) -> MapSpecInObject | None:
+        for m in self.maps:
+            if m.internal and m.section == RODATA_SECTION:
+                return m
+        return None
+
+
+def _btf_type(btf: Btf | None, type_id: int) -> BtfType | None:
+    if btf is None or not type_id:
+        return None
+    try:
+        return btf.type(type_id)
+    except KeyError:
+        return None
+
+
+def _spec_from(obj: BpfObject, path: str) -> ObjectSpec:
+    btf_raw = obj.btf_raw()
+    btf = Btf.from_raw(btf_raw) if btf_raw else None
+    programs = [ProgramSpec(p.name, p.section, p.type, p.expected_attach_type) for p in obj.programs()]
+    maps: list[MapSpecInObject] = []
+    rodata: bytes | None = None
+    for m in obj.maps():
+        key_type = _btf_type(btf, m.btf_key_type_id)
+        value_type = _btf_type(btf, m.btf_value_type_id)
+        internal = m.internal
+        section = None
+        if internal and isinstance(value_type, Datasec):
+            section = value_type.name
+        elif internal:
+            # libbpf names internal maps "<object prefix><section>"; the section starts at the first dot.
+            section = m.name[m.name.index(".") :] if "." in m.name else None
+        spec = MapSpecInObject(
+            name=m.name,
+            type=m.type,
+            key_size=m.key_size,
+            value_size=m.value_size,
+            max_entries=m.max_entries,
+            flags=m.flags,
+            key_type=key_type,
+            value_type=value_type,
+            internal=internal,
+            section=section,
+        )
+        if section == RODATA_SECTION:
+            rodata = m.initial_value()
+        maps.append(spec)
+    constants: dict[str, ConstantSpec] = {}
+    if btf is not None:
+        for _tid, t in btf.types():
+            if isinstance(t, Datasec) and t.name == RODATA_SECTION:
+                for var, offset, size in t.vars:
+                    if isinstance(var, Var):
+                        constants[var.name] = ConstantSpec(var.name, var.type, offset, size)
+    return ObjectSpec(
+        path=path,
+        name=obj.name,
+        programs=programs,
+        maps=maps,
+        constants=constants,
+        btf_raw=btf_raw,
+        rodata=rodata,
+    )
+
+
+def inspect_object(path: str, *, object_name: str | None = None) -> ObjectSpec:
+    """Programs, maps and constants of an object file, read by libbpf without loading anything into the kernel.
+
+    `object_name` overrides the name libbpf derives from the file name (it prefixes the internal maps' names, e.g.
+    `counter.rodata`; a cached `<digest>.o` would otherwise give them a hex prefix)."""
+    with BpfObject(path, object_name) as obj:
+        return _spec_from(obj, path)
+
+
+# --- constants ---------------------------------------------------------------------------------------------------
+
+
+def encode_constants(
+    spec: ObjectSpec,
+    constants: Mapping[str, Any],
+    current: bytes,
+    formats: Mapping[str, str] | None = None,
+) -> bytes:
+    """A new .rodata image: `current` with each named constant encoded through its BTF type.
+
+    `formats` maps field paths rooted at `constants.<name>` to a codec text format (ipv4, ipv6, mac, hex, be)."""
+    if not isinstance(constants, Mapping):
+        raise ObjectParamError(
+            "constants", f"expected a dict of constant names to values, got {type(constants).__name__}"
+        )
+    image = bytearray(current)
+    for name, value in constants.items():
+        path = f"constants.{name}"
+        const = spec.constants.get(name)
+        if const is None:
+            if spec.constants:
+                known = ", ".join(sorted(spec.constants))
+                problem = f"the object has no constant named {name!r} (its .rodata constants: {known})"
+            else:
+                problem = (
+                    "the object has no .rodata constants (declare them in the C source as `volatile const` globals)"
+                )
+            raise ObjectParamError(path, problem)
+        mine = {p: f for p, f in (formats or {}).items() if p == path or p.startswith(path + ".")}
+        try:
+            data = compile_codec(const.type, mine, root=path).encode(value)
+        except CodecError as exc:
+            raise ObjectParamError(exc.path, exc.problem) from None
+        end = const.offset + const.size
+        if len(data) != const.size or end > len(image):
+            raise ObjectParamError(
+                path,
+                f"{type_name(const.type)} at offset {const.offset} ({const.size} bytes) does not fit the "
+                f"{len(image)}-byte .rodata image",
+            )
+        image[const.offset : end] = data
+    return bytes(image)
+
+
+def decode_constants(spec: ObjectSpec, image: bytes, formats: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The value of every constant in a .rodata image (e.g. spec.rodata, or a loaded object's rodata map)."""
+    out: dict[str, Any] = {}
+    for name, const in spec.constants.items():
+        path = f"constants.{name}"
+        mine = {p: f for p, f in (formats or {}).items() if p == path or p.startswith(path + ".")}
+        codec = compile_codec(const.type, mine, root=path)
+        if const.offset + const.size <= len(image):
+            out[name] = codec.decode(image, const.offset)
+    return out
+
+
+# --- verifier log ------------------------------------------------------------------------------------------------
+
+# An instruction ("12: (61) r2 = ..."), a register state ("12: R1=ctx()") or a branch state ("from 4 to 6: ...").
+_STATE_LINE = re.compile(r"^(\d+: |from \d+ to \d+: |;)")
+_PROCESSED = re.compile(r"^processed (\d+) insns")
+
+
+def parse_verifier_log(log: str) -> tuple[str, int | None]:
+    """(the verifier's error text, instructions processed) from a level-1 verifier log.
+
+    The error is what the verifier printed after the last instruction/state line and before its "processed N insns"
+    summary (often two lines: the error and an explanation, which are joined)."""
+    lines = [line.rstrip() for line in log.splitlines()]
+    end = len(lines)
+    insns: int | None = None
+    for i in range(len(lines) - 1, -1, -1):
+        m = _PROCESSED.match(lines[i])
+        if m:
+            end, insns = i, int(m.group(1))
+            break
+    message: list[str] = []
+    for line in reversed(lines[:end]):
+        if not line.strip():
+            if message:
+                break
+            continue
+        if _STATE_LINE.match(line):
+            break
+        message.append(line.strip())
+    message.reverse()
+    if len(message) > 4:
+        # No instruction lines close by (e.g. a rejected BTF or a program too large): keep the last lines.
+        message = message[-2:]
+    text = " ".join(message)
+    if not text:
+        rest = [line.strip() for line in lines[:end] if line.strip()]
+        text = rest[-1] if rest else ""
+    return text, insns
+
+
+def _log_tail(log: str, count: int = LOG_TAIL_LINES) -> str:
+    lines = log.rstrip().splitlines()
+    return "\n".join(lines[-count:])
+
+
+def _write_atomic(path: str, data: str) -> None:
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o750, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".log.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+_FAILED_PROG = re.compile(r"prog '([^']+)': (?:BPF program load failed|failed to load)")
+
+
+def _failed_program(obj: BpfObject) -> str | None:
+    """Which program libbpf was loading when it failed: it names it in its warnings; with a single program there is
+    no doubt either way."""
+    for line in reversed(obj.messages.splitlines()):
+        m = _FAILED_PROG.search(line)
+        if m:
+            return m.group(1)
+    names = [p.name for p in obj.programs() if p.autoload]
+    return names[0] if len(names) == 1 else None
+
+
+# libbpf replaces what it could not relocate with calls to these bogus helper ids, so the verifier's complaint
+# ("invalid func unknown#195896080") hides the real cause, which libbpf printed as a warning.
+_POISON_HINTS = (
+    ("unknown#195896080", "a CO-RE relocation failed: the running kernel lacks a field or type the program uses"),
+    ("unknown#2001", "the program uses a map that libbpf did not create"),
+)
+
+
+def _libbpf_hint(obj: BpfObject, message: str) -> str:
+    for marker, hint in _POISON_HINTS:
+        if marker in message:
+            detail = [line for line in obj.messages.splitlines() if "relo #" in line or "map '" in line]
+            return f"{hint}; libbpf: {detail[-1].strip()}" if detail else hint
+    return ""
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "program"
+
+
+# --- load --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedProgram:
+    name: str
+    fd: Fd
+    info: dict[str, Any]
+    map_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class LoadedMap:
+    name: str
+    fd: Fd
+    info: dict[str, Any]
+    reused: bool
+    internal: bool
+    section: str | None = None
+
+
+@dataclass
+class LoadedObject:
+    """Loaded programs and maps, each with our own fd: pin them (`fd.pin(path)`) before close(), or they go away."""
+
+    programs: dict[str, LoadedProgram]
+    maps: dict[str, LoadedMap]
+    object_btf_raw: bytes
+    spec: ObjectSpec | None = None
+    digest: str = ""
+
+    def close(self) -> None:
+        for prog in self.programs.values():
+            prog.fd.close()
+        for m in self.maps.values():
+            m.fd.close()
+
+    def __enter__(self) -> LoadedObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_reusable(name: str, pin: str, have: _libbpf.BpfMap, want: MapSpecInObject) -> None:
+    """bpf_map__reuse_fd takes the pinned map's definition as it is without comparing: compare the kernel-visible
+    shape here so a mismatch is reported by name instead of as a verifier error (or not at all)."""
+    problems = []
+    for what, theirs, ours in (
+        ("type", have.info["type"], want.type),
+        ("key_size", have.info["key_size"], want.key_size),
+        ("value_size", have.info["value_size"], want.value_size),
+        ("flags", have.info["flags"], want.flags),
+    ):
+        if theirs != ours:
+            problems.append(f"{what} {theirs} (object declares {ours})")
+    if problems:
+        raise ObjectParamError(f"reuse_maps.{name}", f"the map pinned at {pin} has " + ", ".join(problems))
+
+
+def load_object(
+    path: str,
+    *,
+    constants: Mapping[str, Any] | None = None,
+    map_sizes: Mapping[str, int] | None = None,
+    reuse_maps: Mapping[str, str] | None = None,
+    log_dir: str = DEFAULT_LOG_DIR,
+    object_name: str | None = None,
+    constant_formats: Mapping[str, str] | None = None,
+) -> LoadedObject:
+    """Load every program of an object file into the kernel and return our own fds for its programs and maps.
+
+    `map_sizes` sets max_entries by map name; `reuse_maps` maps a map name to the pin of an existing map that the
+    new programs use instead of a new one (its contents survive); `constants` sets .rodata variables by name.
+    Raises ObjectParamError (bad parameter, named by path), VerifierError, or BpfError."""
+    digest = object_digest(path)
+    obj = BpfObject(path, object_name)
+    result = LoadedObject(programs={}, maps={}, object_btf_raw=b"", digest=digest)
+    try:
+        spec = _spec_from(obj, path)
+        result.spec = spec
+        result.object_btf_raw = spec.btf_raw or b""
+        # Keep handles under the names the object declares: bpf_map__reuse_fd renames a map to the reused one's.
+        handles = list(zip(spec.maps, obj.maps()))
+        by_name = {m.name: (m, h) for m, h in handles}
+        reuse = dict(reuse_maps or {})
+
+        for name, pin in reuse.items():
+            if name not in by_name:
+                raise ObjectParamError(f"reuse_maps.{name}", _no_such_map(name, spec))
+            want, handle = by_name[name]
+            with _libbpf.map_open(pin) as existing:
+                _check_reusable(name, pin, existing, want)
+                size = (map_sizes or {}).get(name)
+                if size is not None and size != existing.info["max_entries"]:
+                    raise ObjectParamError(
+                        f"map_sizes.{name}",
+                        f"the map is reused from {pin}, which has max_entries={existing.info['max_entries']}; a "
+                        "reused map keeps its size",
+                    )
+                handle.reuse_fd(existing.fd)
+
+        for name, size in (map_sizes or {}).items():
+            if name not in by_name:
+                raise ObjectParamError(f"map_sizes.{name}", _no_such_map(name, spec))
+            if isinstance(size, bool) or not isinstance(size, int) or not 0 < size < 2**32:
+                raise ObjectParamError(f"map_sizes.{name}", f"expected a positive 32-bit integer, got {size!r}")
+            want, handle = by_name[name]
+            if want.internal:
+                raise ObjectParamError(f"map_sizes.{name}", "the size of a global-data map is fixed by the object")
+            if name not in reuse:
+                handle.set_max_entries(size)
+
+        if constants:
+            rodata = [(m, h) for m, h in handles if m.section == RODATA_SECTION]
+            current = rodata[0][1].initial_value() if rodata else None
+            image = encode_constants(spec, constants, current or b"", constant_formats)
+            if rodata:
+                rodata[0][1].set_initial_value(image)
+
+        obj.capture_verifier_logs()
+        try:
+            obj.load()
+        except BpfError as exc:
+            log = obj.verifier_log()
+            if not log.strip():
+                raise
+            raise _verifier_error(obj, log, exc, digest, log_dir) from None
+
+        for prog_handle in obj.programs():
+            if not prog_handle.loaded:
+                continue  # not autoloaded (SEC("?...")): nothing in the kernel to hand out
+            name = prog_handle.name
+            fd = prog_handle.dup_fd(f"program {name}")
+            result.programs[name] = LoadedProgram(name, fd, {})
+            result.programs[name].info = _libbpf.prog_info(fd)
+            result.programs[name].map_ids = prog_map_ids(fd)
+        for want, handle in handles:
+            fd = handle.dup_fd(f"map {want.name}")
+            result.maps[want.name] = LoadedMap(
+                want.name, fd, {}, reused=want.name in reuse, internal=want.internal, section=want.section
+            )
+            result.maps[want.name].info = _libbpf.map_info(fd)
+    except BaseException:
+        result.close()
+        raise
+    finally:
+        # Our dup'ed fds keep what loaded alive; libbpf's own fds and memory go now.
+        obj.close()
+    return result
+
+
+def _no_such_map(name: str, spec: ObjectSpec) -> str:
+    known = ", ".join(m.name for m in spec.maps if not m.internal) or "none"
+    return f"the object has no map named {name!r} (its maps: {known})"
+
+
+def _verifier_error(obj: BpfObject, log: str, exc: BpfError, digest: str, log_dir: str) -> VerifierError:
+    program = _failed_program(obj) or "(unknown)"
+    message, insns = parse_verifier_log(log)
+    log_path: str | None = os.path.join(log_dir, f"{digest}-{_safe_name(program)}.log")
+    try:
+        _write_atomic(log_path, log)
+    except OSError:
+        # The rejection is what matters; a log directory we cannot write must not hide it.
+        log_path = None
+    hint = _libbpf_hint(obj, message)
+    if hint:
+        message = f"{message} ({hint})"
+    return VerifierError(
+        program=program,
+        message=message or exc.detail,
+        log_tail=_log_tail(log),
+        log_path=log_path,
+        insns_processed=insns,
+        kernel_release=os.uname().release,
+        errno=exc.errno,
+    )

@@ -1,0 +1,133 @@
+"""Throwaway network namespaces joined by a veth pair, and UDP traffic that stays inside them.
+
+`VethPair` builds two named namespaces (`cnf-t-<random>-a` / `-b`), a veth pair between them with 10.200.<n>.1/24
+(side a) and 10.200.<n>.2/24 (side b), static neighbour entries (so no packet waits for ARP) and removes it all in
+`close()`. Setup uses `ip` (no pins involved); code that needs bpffs pins switches only the network namespace
+in-process (`_attach.in_netns`), because `ip netns exec` remounts /sys and hides /sys/fs/bpf.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pyroute2 import netns as pyroute2_netns
+
+
+def ip(*args: str) -> str:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+@contextmanager
+def entered(name: str) -> Iterator[None]:
+    """This thread in netns `name` for the block (sockets opened inside stay there)."""
+    saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        pyroute2_netns.setns(target, flags=0)
+        yield
+    finally:
+        pyroute2_netns.setns(saved, flags=0)
+        os.close(saved)
+        os.close(target)
+
+
+class VethPair:
+    """Two namespaces and one veth pair; side a sends, side b receives (or the other way round)."""
+
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.ns_a = f"cnf-t-{tag}-a"
+        self.ns_b = f"cnf-t-{tag}-b"
+        self.if_a = f"cnfa{tag}"
+        self.if_b = f"cnfb{tag}"
+        self.subnet = random.randint(1, 254)
+        self.addr_a = f"10.200.{self.subnet}.1"
+        self.addr_b = f"10.200.{self.subnet}.2"
+        self.namespaces: list[str] = []
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self) -> None:
+        for name in (self.ns_a, self.ns_b):
+            ip("netns", "add", name)
+            self.namespaces.append(name)
+        ip("-n", self.ns_a, "link", "add", self.if_a, "type", "veth", "peer", "name", self.if_b, "netns", self.ns_b)
+        for ns, ifname, addr in ((self.ns_a, self.if_a, self.addr_a), (self.ns_b, self.if_b, self.addr_b)):
+            ip("-n", ns, "addr", "add", f"{addr}/24", "dev", ifname)
+            ip("-n", ns, "link", "set", "lo", "up")
+            ip("-n", ns, "link", "set", ifname, "up")
+        mac_a = self.mac(self.ns_a, self.if_a)
+        mac_b = self.mac(self.ns_b, self.if_b)
+        ip("-n", self.ns_a, "neigh", "replace", self.addr_b, "lladdr", mac_b, "dev", self.if_a, "nud", "permanent")
+        ip("-n", self.ns_b, "neigh", "replace", self.addr_a, "lladdr", mac_a, "dev", self.if_b, "nud", "permanent")
+
+    @staticmethod
+    def mac(ns: str, ifname: str) -> str:
+        return json.loads(ip("-j", "-n", ns, "link", "show", "dev", ifname))[0]["address"]
+
+    def link_json(self, ns: str, ifname: str) -> dict:
+        return json.loads(ip("-j", "-d", "-n", ns, "link", "show", "dev", ifname))[0]
+
+    def close(self) -> None:
+        for name in self.namespaces:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+        self.namespaces = []
+
+    # --- traffic -------------------------------------------------------------------------------------------------
+
+    def send_udp(self, ns: str, dst: str, port: int, count: int, payload: bytes = b"cnf-test") -> None:
+        """`count` datagrams from a subprocess in `ns` (ip netns exec: it needs no pins)."""
+        code = (
+            "import socket,sys\n"
+            "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+            "for i in range(int(sys.argv[3])): s.sendto(sys.argv[4].encode(),(sys.argv[1],int(sys.argv[2])))\n"
+        )
+        subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", code, dst, str(port), str(count), payload.decode()],
+            check=True,
+            capture_output=True,
+        )
+
+    @contextmanager
+    def receiver(self, ns: str, addr: str, ports: list[int]) -> Iterator[dict[int, socket.socket]]:
+        """UDP sockets bound in `ns` (opened in-process, then used from the original namespace)."""
+        socks: dict[int, socket.socket] = {}
+        try:
+            with entered(ns):
+                for port in ports:
+                    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    sock.bind((addr, port))
+                    socks[port] = sock
+            yield socks
+        finally:
+            for sock in socks.values():
+                sock.close()
+
+
+def drain(sock: socket.socket, quiet: float = 0.3) -> int:
+    """How many datagrams arrive until none has come for `quiet` seconds."""
+    sock.settimeout(quiet)
+    got = 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            sock.recv(2048)
+        except TimeoutError:
+            break
+        got += 1
+    return got

@@ -171,7 +171,7 @@ def _deploy(
         layout.make_dirs()
         if shared:
             os.makedirs(layout.shared_dir, exist_ok=True)
-        old_progs = {name: info for name, info in ((state or {}).get("programs") or {}).items()}
+        old_progs = dict((state or {}).get("programs") or {})
         programs = {}
         for name, prog in loaded.programs.items():
             if os.path.lexists(layout.prog_pin(name)):

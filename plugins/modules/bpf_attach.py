@@ -32,6 +32,7 @@ attributes:
     description: Reports whether it would attach, swap, replace or detach; nothing changes.
   diff_mode:
     support: none
+    description: The result lists what was and is attached or deployed instead of a diff.
 options:
   program:
     description: The program, as C(application/program) of a M(cnf.ebpf.bpf_program) deployment, or a pin path.

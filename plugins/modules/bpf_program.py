@@ -38,6 +38,7 @@ attributes:
       removed); nothing on the host changes.
   diff_mode:
     support: none
+    description: The result lists what was and is attached or deployed instead of a diff.
 options:
   name:
     description: Application name; pins live under C(<pin_root>/<name>/). Letters, digits, C(_) and C(-).

@@ -211,3 +211,55 @@ def test_removing_the_application_detaches_it(app: dict[str, Any], veth: VethPai
     while attached in {p["id"] for p in bpftool("prog", "list")} and time.monotonic() < deadline:
         time.sleep(0.1)
     assert attached not in {p["id"] for p in bpftool("prog", "list")}
+
+
+@pytest.mark.parametrize("backend", ["tcx", "cls_bpf"])
+def test_tc_egress_counts_real_packets(app: dict[str, Any], veth: VethPair, backend: str) -> None:
+    src = str(Path(__file__).parent / "data" / "attach_tc_count.c")
+    assert run_module("bpf_program", dict(app, src=src))["changed"]
+    params = dict(
+        app,
+        program=f"{app['name']}/tc_count_a",
+        kind="tc",
+        direction="egress",
+        interface=veth.if_a,
+        netns=veth.ns_a,
+        tc_backend=backend,
+    )
+    params.pop("name")
+    attached = run_module("bpf_attach", params)
+    assert attached["changed"] is True and attached["after"][0]["mode"] == backend, attached
+    assert run_module("bpf_attach", params)["changed"] is False
+    with veth.receiver(veth.ns_b, veth.addr_b, [7001]) as socks:
+        veth.send_udp(veth.ns_a, veth.addr_b, 7001, 25)  # counted: leaves side a through the hook
+        veth.send_udp(veth.ns_a, veth.addr_b, 8001, 10)  # outside 7000-7999: not counted
+        assert drain(socks[7001]) == 25
+    counts = run_module(
+        "bpf_map_entries", {"path": f"/sys/fs/bpf/cnf/{app['name']}/maps/tc_stats", "state": "gathered"}
+    )["entries"]
+    assert {e["key"]: e["value"] for e in counts} == {0: 25, 1: 0}
+    removed = run_module("bpf_attach", dict(params, state="absent"))
+    assert removed["changed"] is True and removed["after"] == []
+
+
+def test_check_mode_upgrade_changes_nothing(app: dict[str, Any], veth: VethPair) -> None:
+    deploy(app, 1)
+    attach(app, veth)
+    layout = Path(f"/sys/fs/bpf/cnf/{app['name']}")
+    before = {
+        "prog": xdp_prog_id(veth),
+        "pins": sorted(str(p.relative_to(layout)) for p in layout.rglob("*")),
+        "maps": {m: bpftool("map", "show", "pinned", str(layout / "maps" / m))["id"] for m in ("stats", "verdicts")},
+        "state": Path(app["state_dir"], "apps", f"{app['name']}.json").read_text(),
+    }
+    params = dict(app, src=FLOW_SRC, defines={"VERSION": 3}, constants={"drop_port": 1}, map_policy="migrate")
+    checked = run_module("bpf_program", params, check=True)
+    assert checked["changed"] is True and checked["maps"]["stats"]["action"] == "migrate"
+    assert "constant drop_port: 7777 -> 1" in checked["reasons"]
+    after = {
+        "prog": xdp_prog_id(veth),
+        "pins": sorted(str(p.relative_to(layout)) for p in layout.rglob("*")),
+        "maps": {m: bpftool("map", "show", "pinned", str(layout / "maps" / m))["id"] for m in ("stats", "verdicts")},
+        "state": Path(app["state_dir"], "apps", f"{app['name']}.json").read_text(),
+    }
+    assert after == before

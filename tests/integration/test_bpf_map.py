@@ -11,23 +11,10 @@ from typing import Any
 
 import pytest
 
+from tests.schemas import FLOW_KEY, FLOW_STATS
+
 from .conftest import bpftool, compile_bpf, run_module, run_playbook
 
-FLOW_KEY = {
-    "name": "flow_key",
-    "packed": True,
-    "fields": [
-        {"name": "src_ip", "type": "__be32"},
-        {"name": "dst_ip", "type": "__be32"},
-        {"name": "src_port", "type": "__be16"},
-        {"name": "dst_port", "type": "__be16"},
-        {"name": "protocol", "type": "u8"},
-    ],
-}
-FLOW_STATS = {
-    "name": "flow_stats",
-    "fields": [{"name": n, "type": "u64"} for n in ("packets", "bytes", "first_seen", "last_seen")],
-}
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 # name -> (module args, expected bpftool fields)

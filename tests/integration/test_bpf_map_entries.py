@@ -24,26 +24,12 @@ import pytest
 import yaml
 
 from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
+from tests.schemas import FLOW_KEY, FLOW_STATS
 
 from .conftest import BPFFS, bpftool, run_module, run_playbook
 
 NCPUS = _libbpf.num_possible_cpus()
 
-FLOW_KEY = {
-    "name": "flow_key",
-    "packed": True,
-    "fields": [
-        {"name": "src_ip", "type": "__be32"},
-        {"name": "dst_ip", "type": "__be32"},
-        {"name": "src_port", "type": "__be16"},
-        {"name": "dst_port", "type": "__be16"},
-        {"name": "protocol", "type": "u8"},
-    ],
-}
-FLOW_STATS = {
-    "name": "flow_stats",
-    "fields": [{"name": n, "type": "u64"} for n in ("packets", "bytes", "first_seen", "last_seen")],
-}
 FLOW_FORMATS = {"key.src_ip": "ipv4", "key.dst_ip": "ipv4"}
 PCPU_STATS = {"name": "pcpu_stats", "fields": [{"name": "packets", "type": "u64"}, {"name": "bytes", "type": "u64"}]}
 NESTED = {

@@ -19,22 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
+from tests.schemas import FLOW_KEY
 
 from .conftest import BPFFS, bpftool, run_module
 
 NCPUS = _libbpf.num_possible_cpus()
 
-FLOW_KEY = {
-    "name": "flow_key",
-    "packed": True,
-    "fields": [
-        {"name": "src_ip", "type": "__be32"},
-        {"name": "dst_ip", "type": "__be32"},
-        {"name": "src_port", "type": "__be16"},
-        {"name": "dst_port", "type": "__be16"},
-        {"name": "protocol", "type": "u8"},
-    ],
-}
 FUZZ_VALUE = {
     "name": "fuzz_val",
     "fields": [

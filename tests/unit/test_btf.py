@@ -22,18 +22,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._btf import (
     type_from_schema,
     type_name,
 )
-
-FLOW_KEY = {
-    "name": "flow_key",
-    "packed": True,
-    "fields": [
-        {"name": "src_ip", "type": "u32"},
-        {"name": "dst_ip", "type": "u32"},
-        {"name": "src_port", "type": "u16"},
-        {"name": "dst_port", "type": "u16"},
-        {"name": "protocol", "type": "u8"},
-    ],
-}
+from tests.schemas import FLOW_KEY_HOST as FLOW_KEY
 
 
 def offsets(t):

@@ -14,18 +14,8 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._codec import (
     compile_lpm_codec,
     hexdump_codec,
 )
+from tests.schemas import FLOW_KEY_HOST as FLOW_KEY
 
-FLOW_KEY = {
-    "name": "flow_key",
-    "packed": True,
-    "fields": [
-        {"name": "src_ip", "type": "u32"},
-        {"name": "dst_ip", "type": "u32"},
-        {"name": "src_port", "type": "u16"},
-        {"name": "dst_port", "type": "u16"},
-        {"name": "protocol", "type": "u8"},
-    ],
-}
 FLOW_FORMATS = {"key.src_ip": "ipv4", "key.dst_ip": "ipv4", "key.src_port": "be", "key.dst_port": "be"}
 
 

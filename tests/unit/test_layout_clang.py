@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.cnf.ebpf.plugins.module_utils._btf import Btf, compare_layout, type_from_schema
+from tests.schemas import FLOW_KEY_HOST
 
 CLANG = shutil.which("clang")
 OBJCOPY = shutil.which("llvm-objcopy")
@@ -127,17 +128,7 @@ def assert_same_layout(specs: list[Any], tmp: Path) -> None:
 
 
 FIXED = [
-    {
-        "name": "flow_key",
-        "packed": True,
-        "fields": [
-            {"name": "src_ip", "type": "u32"},
-            {"name": "dst_ip", "type": "u32"},
-            {"name": "src_port", "type": "u16"},
-            {"name": "dst_port", "type": "u16"},
-            {"name": "protocol", "type": "u8"},
-        ],
-    },
+    FLOW_KEY_HOST,
     {
         "name": "bits",
         "fields": [

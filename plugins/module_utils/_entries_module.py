@@ -33,7 +33,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._entries import (
 from ansible_collections.cnf.ebpf.plugins.module_utils._entries_plan import STATES, Change, ValueOps, WantEntry
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError
 from ansible_collections.cnf.ebpf.plugins.module_utils._locks import LockTimeout
-from ansible_collections.cnf.ebpf.plugins.module_utils._map_module import fail_without_libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils._surface import fail_without_libbpf, with_defaults
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "path": {"type": "path", "required": True},
@@ -59,8 +59,7 @@ class EntriesError(ValueError):
 
 
 def _with_defaults(params: dict[str, Any]) -> dict[str, Any]:
-    full = {name: spec.get("default") for name, spec in ARGUMENT_SPEC.items()}
-    full.update({k: v for k, v in params.items() if v is not None or k not in full})
+    full = with_defaults(ARGUMENT_SPEC, params)
     if full["state"] not in STATES:
         raise EntriesError(f"state: {full['state']!r} is not one of {', '.join(STATES)}")
     if full["entries"] is not None and full["src"] is not None:

@@ -7,10 +7,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf, _map_plan, _maps
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError
+from ansible_collections.cnf.ebpf.plugins.module_utils._surface import fail_without_libbpf
 
 # no_log=False: "key" here is a map key type, not a secret (validate-modules flags the name).
 _TYPE_ARG = {"type": "raw", "no_log": False}
@@ -42,12 +43,6 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "inner_map": {"type": "dict", "options": INNER_MAP_OPTIONS},
     "on_mismatch": {"type": "str", "default": "fail", "choices": ["fail", "recreate"]},
 }
-
-
-def fail_without_libbpf(module: AnsibleModule) -> None:
-    ok, error = _libbpf.libbpf_available()
-    if not ok:
-        module.fail_json(msg=missing_required_lib(_libbpf.LIBBPF_PACKAGE_HINT), exception=error)
 
 
 def _bpffs_path_error(path: str) -> str | None:

@@ -24,7 +24,6 @@ from ansible_collections.cnf.ebpf.plugins.module_utils import _apps, _attach_mod
 from ansible_collections.cnf.ebpf.plugins.module_utils._codec import CodecError, PerCpuCodec, compile_codec
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import PERCPU_MAP_TYPES, BpfError
 from ansible_collections.cnf.ebpf.plugins.module_utils._locks import LockTimeout
-from ansible_collections.cnf.ebpf.plugins.module_utils._map_module import fail_without_libbpf
 from ansible_collections.cnf.ebpf.plugins.module_utils._program_plan import (
     MAP_POLICIES,
     Conversion,
@@ -36,6 +35,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._program_plan import (
     decide_map,
     reload_reasons,
 )
+from ansible_collections.cnf.ebpf.plugins.module_utils._surface import fail_without_libbpf, with_defaults
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "name": {"type": "str", "required": True},
@@ -59,12 +59,6 @@ REQUIRED_IF = [("state", "present", ("src", "object"), True)]
 
 class ProgramError(ValueError):
     """Bad input or an impossible deployment; nothing was changed."""
-
-
-def _with_defaults(params: dict[str, Any]) -> dict[str, Any]:
-    full = {name: spec.get("default") for name, spec in ARGUMENT_SPEC.items()}
-    full.update({k: v for k, v in params.items() if v is not None or k not in full})
-    return full
 
 
 def _get_object(p: dict[str, Any], scratch: str | None) -> tuple[str, dict[str, Any]]:
@@ -308,7 +302,7 @@ def _absent(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
 
 
 def deploy(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
-    p = _with_defaults(params)
+    p = with_defaults(ARGUMENT_SPEC, params)
     _apps.check_name("name", p["name"])
     if p["state"] == "absent":
         return _absent(p, check_mode)

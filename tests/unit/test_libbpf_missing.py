@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
-from ansible_collections.cnf.ebpf.plugins.module_utils._map_module import fail_without_libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils._surface import fail_without_libbpf
 
 
 class _Failed(Exception):

@@ -1,0 +1,25 @@
+# Copyright: (c) 2026, cnf.ebpf contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every module's surface needs: the missing-libbpf failure, and defaults for in-process calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
+
+
+def fail_without_libbpf(module: AnsibleModule) -> None:
+    ok, error = _libbpf.libbpf_available()
+    if not ok:
+        module.fail_json(msg=missing_required_lib(_libbpf.LIBBPF_PACKAGE_HINT), exception=error)
+
+
+def with_defaults(argument_spec: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Module parameters with the argument spec's defaults filled in, so the engines can be called in-process (by
+    tests and by other modules) with only the options that matter; AnsibleModule does the same for real runs."""
+    full = {name: spec.get("default") for name, spec in argument_spec.items()}
+    full.update({k: v for k, v in params.items() if v is not None or k not in full})
+    return full

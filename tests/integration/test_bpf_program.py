@@ -210,3 +210,28 @@ def test_prebuilt_object(app: dict[str, Any], tmp_path: Path) -> None:
     assert result["changed"] and result["source"] == {"object": str(obj)}
     assert run_module("bpf_program", dict(app, object=str(obj), constants={"drop_port": 1}))["changed"] is False
     assert struct.calcsize("=I") == 4
+
+
+def test_shared_maps_are_pinned_by_name_and_used_by_both_applications(tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:6]
+    shared_name = "stats"
+    first = {"name": f"s1{tag}", "state_dir": str(tmp_path / "state")}
+    second = {"name": f"s2{tag}", "state_dir": str(tmp_path / "state")}
+    shared_pin = Path("/sys/fs/bpf/cnf/shared") / shared_name
+    assert not shared_pin.exists(), "a shared stats map from another run is in the way"
+    try:
+        one = deploy(first, shared_maps=[shared_name])
+        assert one["maps"]["stats"] == {"action": "create", "pin": str(shared_pin), "differences": []}
+        two = deploy(second, shared_maps=[shared_name])
+        assert two["maps"]["stats"]["action"] == "reuse"
+        shared_id = bpftool("map", "show", "pinned", str(shared_pin))["id"]
+        for app in (first, second):
+            assert shared_id in bpftool("prog", "show", "id", str(prog_id(app)))["map_ids"]
+        run_module("bpf_program", dict(first, state="absent"))
+        assert shared_pin.exists()  # still used by the second application
+        assert bpftool("map", "show", "pinned", str(shared_pin))["id"] == shared_id
+    finally:
+        run_module("bpf_program", dict(first, state="absent"))
+        run_module("bpf_program", dict(second, state="absent"))
+        if shared_pin.exists():
+            shared_pin.unlink()

@@ -64,6 +64,14 @@ class AppLayout:
             os.makedirs(path, exist_ok=True)
 
 
+def open_pin(path: str) -> _libbpf.Fd:
+    return _libbpf.obj_get(path)
+
+
+def fd_prog_id(fd: _libbpf.Fd) -> int:
+    return int(_libbpf.prog_info(fd)["id"])
+
+
 def pinned_prog_id(path: str) -> int | None:
     """Kernel id of the program pinned at path; None when the pin is not a program."""
     with _libbpf.obj_get(path) as fd:
@@ -133,6 +141,8 @@ __all__ = [
     "LockTimeout",
     "app_lock",
     "check_name",
+    "fd_prog_id",
+    "open_pin",
     "pinned_prog_id",
     "read_state",
     "remove_state",

@@ -167,18 +167,32 @@ def _deploy(
             os.makedirs(layout.shared_dir, exist_ok=True)
         old_progs = dict((state or {}).get("programs") or {})
         programs = {}
-        for name, prog in loaded.programs.items():
-            if os.path.lexists(layout.prog_pin(name)):
-                _maps.replace_pin(prog.fd, layout.prog_pin(name))  # atomic: rename over the old pin
-            else:
-                prog.fd.pin(layout.prog_pin(name))
-            programs[name] = {
-                "id": prog.info["id"],
-                "tag": prog.info["tag"],
-                "type": prog.info["type"],
-                "pin": layout.prog_pin(name),
-            }
-        swapped = _swap_attachments(state, old_progs, loaded)
+        swapped: list[str] = []
+        # The running programs, held so that a failure from here on can put them back (pins and hooks).
+        previous = {
+            name: _apps.open_pin(layout.prog_pin(name))
+            for name in loaded.programs
+            if os.path.lexists(layout.prog_pin(name))
+        }
+        try:
+            for name, prog in loaded.programs.items():
+                if name in previous:
+                    _maps.replace_pin(prog.fd, layout.prog_pin(name))  # atomic: rename over the old pin
+                else:
+                    prog.fd.pin(layout.prog_pin(name))
+                programs[name] = {
+                    "id": prog.info["id"],
+                    "tag": prog.info["tag"],
+                    "type": prog.info["type"],
+                    "pin": layout.prog_pin(name),
+                }
+            _swap_attachments(state, old_progs, loaded, swapped)
+        except BaseException:
+            _revert_programs(state, layout, loaded, previous, programs, swapped)
+            raise
+        finally:
+            for fd in previous.values():
+                fd.close()
         maps = {}
         for decision in decisions:
             loaded_map = loaded.maps[decision.name]
@@ -192,7 +206,7 @@ def _deploy(
                 "action": decision.action,
                 "shared": decision.name in shared,
             }
-        for name in set(old_progs) - set(programs):
+        for name in set(old_progs) - set(programs):  # programs the new object no longer has
             if os.path.lexists(layout.prog_pin(name)):
                 os.unlink(layout.prog_pin(name))
     finally:
@@ -211,9 +225,9 @@ def _deploy(
     return {"state": new_state, "migrations": migrations, "swapped": swapped}
 
 
-def _swap_attachments(state: dict[str, Any] | None, old_progs: dict[str, Any], loaded: Any) -> list[str]:
-    """Point every recorded attachment of an upgraded program at the new program, atomically per hook."""
-    swapped = []
+def _swap_attachments(state: dict[str, Any] | None, old_progs: dict[str, Any], loaded: Any, swapped: list[str]) -> None:
+    """Point every recorded attachment of an upgraded program at the new program, atomically per hook; `swapped`
+    grows as hooks move, so a failure midway knows which to move back."""
     for hook_id, record in ((state or {}).get("attachments") or {}).items():
         prog = record.get("program")
         if prog not in loaded.programs or prog not in old_progs:
@@ -221,7 +235,28 @@ def _swap_attachments(state: dict[str, Any] | None, old_progs: dict[str, Any], l
         _attach_module.swap_program(record, old_progs[prog]["id"], loaded.programs[prog].fd)
         record["prog_id"] = loaded.programs[prog].info["id"]
         swapped.append(hook_id)
-    return swapped
+
+
+def _revert_programs(
+    state: dict[str, Any] | None,
+    layout: _apps.AppLayout,
+    loaded: Any,
+    previous: dict[str, Any],
+    programs: dict[str, Any],
+    swapped: list[str],
+) -> None:
+    """Undo a failed upgrade: hooks already moved go back to the old programs, then the old program pins."""
+    attachments = (state or {}).get("attachments") or {}
+    for hook_id in reversed(swapped):
+        record = attachments[hook_id]
+        prog = record["program"]
+        _attach_module.swap_program(record, loaded.programs[prog].info["id"], previous[prog])
+        record["prog_id"] = _apps.fd_prog_id(previous[prog])
+    for name in programs:
+        if name in previous:
+            _maps.replace_pin(previous[name], layout.prog_pin(name))
+        elif os.path.lexists(layout.prog_pin(name)):
+            os.unlink(layout.prog_pin(name))
 
 
 def _present(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:

@@ -263,3 +263,29 @@ def test_check_mode_upgrade_changes_nothing(app: dict[str, Any], veth: VethPair)
         "state": Path(app["state_dir"], "apps", f"{app['name']}.json").read_text(),
     }
     assert after == before
+
+
+def test_failed_swap_puts_the_old_programs_back(app: dict[str, Any], veth: VethPair, tmp_path: Path) -> None:
+    from .conftest import compile_bpf
+
+    deploy(app, 1)
+    attach(app, veth)
+    v1 = xdp_prog_id(veth)
+    state_file = Path(app["state_dir"], "apps", f"{app['name']}.json")
+    state_before = state_file.read_text()
+    # Somebody removes our link and puts their own program on the hook: the upgrade must not clobber it.
+    for link in Path(f"/sys/fs/bpf/cnf/{app['name']}/links").iterdir():
+        subprocess.run(["bpftool", "link", "detach", "pinned", str(link)], check=True)
+        link.unlink()
+    foreign = compile_bpf(Path(__file__).parent / "data" / "xdp_pass.c", tmp_path / "pass.o")
+    subprocess.run(
+        ["ip", "-n", veth.ns_b, "link", "set", "dev", veth.if_b, "xdpgeneric", "obj", str(foreign), "sec", "xdp"],
+        check=True,
+    )
+    foreign_id = xdp_prog_id(veth)
+    failed = deploy(app, 2)
+    assert failed["failed"] is True and f"id {foreign_id}" in failed["msg"], failed
+    assert xdp_prog_id(veth) == foreign_id
+    pinned = bpftool("prog", "show", "pinned", f"/sys/fs/bpf/cnf/{app['name']}/progs/xdp_flow")["id"]
+    assert pinned == v1  # the v1 program pin is back
+    assert state_file.read_text() == state_before

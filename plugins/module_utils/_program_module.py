@@ -309,6 +309,13 @@ def _present(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
                 "state_path": _apps.state_path(p["name"], p["state_dir"]),
             }
             if not reasons or check_mode:
+                if reasons:  # check mode: the hooks an upgrade would move
+                    names = {pr.name for pr in spec.programs}
+                    result["swapped"] = sorted(
+                        hook
+                        for hook, record in ((state or {}).get("attachments") or {}).items()
+                        if record.get("program") in names
+                    )
                 result["state"] = state
                 return result
             outcome = _deploy(p, obj_path, spec, layout, state, decisions, pinned)

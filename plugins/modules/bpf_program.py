@@ -160,7 +160,7 @@ migrations:
   type: dict
   sample: {flows: {entries: 1200, dropped_fields: [value.old], added_fields: [value.drops]}}
 swapped:
-  description: Hooks moved to the new programs.
+  description: Hooks moved to the new programs (in check mode, the hooks that would be moved).
   returned: when programs were upgraded
   type: list
   elements: str

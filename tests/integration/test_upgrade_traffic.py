@@ -256,6 +256,7 @@ def test_check_mode_upgrade_changes_nothing(app: dict[str, Any], veth: VethPair)
     checked = run_module("bpf_program", params, check=True)
     assert checked["changed"] is True and checked["maps"]["stats"]["action"] == "migrate"
     assert "constant drop_port: 7777 -> 1" in checked["reasons"]
+    assert checked["swapped"] == [f"xdp-{veth.ns_b}-{veth.if_b}"]
     after = {
         "prog": xdp_prog_id(veth),
         "pins": sorted(str(p.relative_to(layout)) for p in layout.rglob("*")),

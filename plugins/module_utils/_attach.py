@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Resources layer: attachments of programs to XDP, tc (tcx or clsact + cls_bpf) and cgroup hooks.
+"""Resources layer: attachments of programs to XDP, tc (tcx or clsact + cls_bpf), cgroup and tracing hooks.
 
 `AttachSpec` names a hook; `current(spec)` reads what is attached there now, whoever attached it (netlink for XDP
 and cls_bpf, BPF_PROG_QUERY for tcx and cgroups, the kernel's link list to tell links from the rest);
@@ -11,13 +11,21 @@ BPF_F_REPLACE for legacy cgroup attachments), so the hook is never without a pro
 Interface names and ifindexes belong to a network namespace: everything touching them runs inside
 `in_netns(spec.netns)`, which switches only the calling thread's network namespace (pins on bpffs stay visible,
 unlike `ip netns exec`, which remounts /sys) and always switches back.
+
+Tracing hooks (tracepoint, raw_tracepoint, fentry/fexit/fmod_ret, kprobe/kretprobe) are always bpf_links: raw
+tracepoint links, tracing (trampoline) links, and perf_event links over a perf event opened here (a tracefs
+tracepoint, or the kprobe PMU). `current` lists the live links of that link type on the same target, whoever made
+them. Those link types have no BPF_LINK_UPDATE, so their `replace` is make-before-break: the new program's link is
+created and pinned first, then the old link is detached; both programs run for a moment, never neither.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -63,6 +71,49 @@ _XDP_MODE_ATTRS = {
     "IFLA_XDP_HW_PROG_ID": "offload",
 }
 _XDP_ATTACHED_MODES = {"xdp": "native", "xdpgeneric": "generic", "xdpoffload": "offload"}
+# Tracing hooks. The link type each uses, and which program types fit it.
+TRACING_KINDS = ("tracepoint", "raw_tracepoint", "fentry", "fexit", "fmod_ret", "kprobe", "kretprobe")
+# Kinds whose target comes from the program's attach BTF (fixed at load), not from the attach call.
+BTF_KINDS = ("fentry", "fexit", "fmod_ret")
+KINDS = ("xdp", "tc", "cgroup", *TRACING_KINDS)
+TRACING_LINK_TYPES = {
+    "tracepoint": "perf_event",
+    "kprobe": "perf_event",
+    "kretprobe": "perf_event",
+    "raw_tracepoint": "raw_tracepoint",
+    "fentry": "tracing",
+    "fexit": "tracing",
+    "fmod_ret": "tracing",
+}
+TRACING_PROG_TYPES = {
+    "tracepoint": ("tracepoint",),
+    "kprobe": ("kprobe",),
+    "kretprobe": ("kprobe",),
+    "raw_tracepoint": ("raw_tracepoint", "raw_tracepoint_writable", "tracing"),
+    "fentry": ("tracing",),
+    "fexit": ("tracing",),
+    "fmod_ret": ("tracing",),
+}
+_TARGET_RE = {
+    "tracepoint": re.compile(r"^[A-Za-z0-9_.-]+[:/][A-Za-z0-9_.-]+$"),
+    "raw_tracepoint": re.compile(r"^[A-Za-z0-9_.-]+$"),
+    "fentry": re.compile(r"^[A-Za-z0-9_.]+$"),
+    "fexit": re.compile(r"^[A-Za-z0-9_.]+$"),
+    "fmod_ret": re.compile(r"^[A-Za-z0-9_.]+$"),
+    "kprobe": re.compile(r"^[A-Za-z0-9_.]+(\+(0x[0-9a-fA-F]+|[0-9]+))?$"),
+    "kretprobe": re.compile(r"^[A-Za-z0-9_.]+$"),
+}
+
+_TARGET_FORMS = {
+    "tracepoint": "'category:name' (e.g. syscalls:sys_enter_openat)",
+    "raw_tracepoint": "a raw tracepoint name (e.g. sys_enter)",
+    "fentry": "a kernel function name",
+    "fexit": "a kernel function name",
+    "fmod_ret": "a kernel function name",
+    "kprobe": "a kernel function name with an optional +offset",
+    "kretprobe": "a kernel function name",
+}
+
 # Errors after which native XDP is retried in generic mode (driver refuses), as opposed to conflicts.
 _XDP_CONFLICT_ERRNOS = frozenset({errno.EBUSY, errno.EEXIST, errno.EPERM, errno.EACCES, errno.ENODEV, errno.EBADF})
 
@@ -71,7 +122,7 @@ _XDP_CONFLICT_ERRNOS = frozenset({errno.EBUSY, errno.EEXIST, errno.EPERM, errno.
 class AttachSpec:
     """One hook: where a program should be attached, and how."""
 
-    kind: str  # 'xdp' | 'tc' | 'cgroup'
+    kind: str  # 'xdp' | 'tc' | 'cgroup' | one of TRACING_KINDS
     interface: str | None = None
     netns: str | None = None  # a named netns under /run/netns; None = the caller's
     direction: str = "ingress"  # tc
@@ -82,19 +133,27 @@ class AttachSpec:
     cgroup: str | None = None  # cgroup v2 directory (absolute, or relative to /sys/fs/cgroup)
     cgroup_attach_type: str = "cgroup_inet_ingress"
     link_pin: str | None = None  # where the bpf_link is pinned so the attachment outlives the process
+    # Tracing hooks: 'category:name' (tracepoint), a raw tracepoint name, or a kernel function (fentry/fexit/fmod_ret,
+    # kprobe with an optional '+offset', kretprobe).
+    target: str | None = None
 
     def hook(self) -> str:
-        """'xdp', 'tc_ingress', 'tc_egress' or the cgroup attach type."""
+        """'xdp', 'tc_ingress', 'tc_egress', the cgroup attach type, or `kind/target` for tracing hooks."""
         if self.kind == "tc":
             return f"tc_{self.direction}"
         if self.kind == "cgroup":
             return self.cgroup_attach_type
+        if self.kind in TRACING_KINDS:
+            return f"{self.kind}/{self.target}"
         return self.kind
 
     def where(self) -> str:
-        """The hook as errors name it: `xdp on veth0 (netns blue)`, `cgroup_inet_egress on /sys/fs/cgroup/x`."""
+        """The hook as errors name it: `xdp on veth0 (netns blue)`, `cgroup_inet_egress on /sys/fs/cgroup/x`,
+        `kprobe do_unlinkat`."""
         if self.kind == "cgroup":
             return f"{self.cgroup_attach_type} on {self.cgroup_path()}"
+        if self.kind in TRACING_KINDS:
+            return f"{self.kind} {self.target}"
         text = f"{self.hook()} on {self.interface}"
         return f"{text} (netns {self.netns})" if self.netns else text
 
@@ -105,8 +164,12 @@ class AttachSpec:
     def validate(self) -> None:
         """Refuse incoherent specs before touching the host (the planner's argument checks run earlier)."""
         problems = []
-        if self.kind not in ("xdp", "tc", "cgroup"):
-            problems.append(f"kind must be xdp, tc or cgroup, not {self.kind!r}")
+        if self.kind not in KINDS:
+            problems.append(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        if self.kind in TRACING_KINDS and not self.target:
+            problems.append(f"{self.kind} needs a target")
+        elif self.kind in TRACING_KINDS and not _TARGET_RE[self.kind].match(self.target or ""):
+            problems.append(f"{self.kind}: target {self.target!r} is not {_TARGET_FORMS[self.kind]}")
         if self.kind in ("xdp", "tc") and not self.interface:
             problems.append(f"{self.kind} needs an interface")
         if self.kind == "cgroup" and not self.cgroup:
@@ -131,7 +194,7 @@ class Attachment:
     prog_name: str
     prog_tag: str
     via: str  # 'link' | 'netlink' (XDP, cls_bpf) | 'legacy' (BPF_PROG_ATTACH: cgroup, tcx)
-    mode: str  # xdp: native|generic|offload; tc: tcx|cls_bpf; cgroup: multi|override|exclusive
+    mode: str  # xdp: native|generic|offload; tc: tcx|cls_bpf; cgroup: multi|override|exclusive; tracing: the kind
     link_id: int | None = None
     link_pin: str | None = None
     ifindex: int | None = None
@@ -730,29 +793,250 @@ def _cgroup_attach(spec: AttachSpec, prog_fd: Fd) -> Attachment:
     return _new_link_attachment(spec, link, "multi", None)
 
 
+# --- tracing hooks -------------------------------------------------------------------------------------------------
+
+
+def _tracepoint_parts(spec: AttachSpec) -> tuple[str, str]:
+    category, _sep, name = (spec.target or "").replace("/", ":").partition(":")
+    return category, name
+
+
+def _kprobe_parts(spec: AttachSpec) -> tuple[str, int]:
+    func, _sep, offset = (spec.target or "").partition("+")
+    return func, int(offset, 0) if offset else 0
+
+
+def _tracing_link_matches(spec: AttachSpec, info: dict[str, Any]) -> bool:
+    """Whether a live link (details from `_links`) sits on the spec's hook."""
+    if spec.kind == "raw_tracepoint":
+        return info.get("tp_name") == spec.target
+    if spec.kind in BTF_KINDS:
+        if info.get("attach_type") != spec.kind or not info.get("target_btf_id"):
+            return False
+        try:
+            return _libbpf_link.btf_type_name(info["target_obj_id"], info["target_btf_id"]) == spec.target
+        except BpfError:
+            return False  # a target we cannot name (e.g. a BPF program, not kernel BTF): not this hook
+    if spec.kind == "tracepoint":
+        # The kernel names a tracepoint event without its category.
+        return info.get("perf_type") == "tracepoint" and info.get("name") == _tracepoint_parts(spec)[1]
+    func, offset = _kprobe_parts(spec)
+    return info.get("perf_type") == spec.kind and info.get("name") == func and info.get("offset", 0) == offset
+
+
+def _tracing_current(spec: AttachSpec) -> list[Attachment]:
+    link_type = TRACING_LINK_TYPES[spec.kind]
+    pin_id = _pinned_link_id(spec.link_pin)
+    links = [info for info in _links(link_type) if _tracing_link_matches(spec, info)]
+    if pin_id is not None and all(info["id"] != pin_id for info in links):
+        # Kernels before 6.6 do not say what a perf_event link is attached to: trust our own pin for that hook.
+        try:
+            with _libbpf.obj_get(spec.link_pin or "") as fd:
+                info = _libbpf_link.link_details(fd)
+            if info["type"] == "perf_event" == link_type and info.get("perf_type") == "unknown":
+                links.append(info)
+        except BpfError:
+            pass
+    links.sort(key=lambda info: (info["id"] != pin_id, info["id"]))
+    atts = []
+    for info in links:
+        name, tag = _prog_brief(info["prog_id"])
+        atts.append(
+            Attachment(
+                info["prog_id"],
+                name,
+                tag,
+                "link",
+                spec.kind,
+                link_id=info["id"],
+                link_pin=spec.link_pin if info["id"] == pin_id else None,
+                hook=spec.hook(),
+            )
+        )
+    return atts
+
+
+def _check_tracing_program(spec: AttachSpec, prog_fd: Fd) -> dict[str, Any]:
+    """Refuse a program of the wrong type, or a fentry/fexit/fmod_ret program loaded for another function."""
+    info = _libbpf.prog_info(prog_fd)
+    allowed = TRACING_PROG_TYPES[spec.kind]
+    if info["type"] not in allowed:
+        raise BpfError(
+            "attach",
+            spec.where(),
+            errno.EINVAL,
+            f"program {info['name']} is a {info['type']} program; {spec.kind} needs {' or '.join(allowed)}",
+        )
+    if spec.kind in BTF_KINDS:
+        loaded_for = _libbpf_link.prog_target_name(prog_fd)
+        if loaded_for != spec.target:
+            raise BpfError(
+                "attach",
+                spec.where(),
+                errno.EINVAL,
+                f"program {info['name']} was loaded for {loaded_for or 'no function'}, not {spec.target} (the "
+                f"target of {spec.kind} programs is fixed at load by the section name, {spec.kind}/<function>)",
+            )
+    return info
+
+
+def _tracing_link(spec: AttachSpec, prog_fd: Fd) -> Fd:
+    """A new, unpinned link of prog_fd on the spec's tracing hook."""
+    info = _check_tracing_program(spec, prog_fd)
+    label = spec.where()
+    if spec.kind == "raw_tracepoint":
+        # tp_btf programs (type tracing) carry their tracepoint in their attach BTF; the kernel refuses a name then.
+        name = None if info["type"] == "tracing" else spec.target
+        return _libbpf_link.raw_tracepoint_open(prog_fd, name, label=label)
+    if spec.kind in BTF_KINDS:
+        return _libbpf_link.tracing_link_create(prog_fd, spec.kind, label=label)
+    if spec.kind == "tracepoint":
+        perf = _libbpf_link.tracepoint_perf_event(*_tracepoint_parts(spec))
+    else:
+        func, offset = _kprobe_parts(spec)
+        perf = _libbpf_link.kprobe_perf_event(func, offset, retprobe=spec.kind == "kretprobe")
+    with perf:  # the link holds the perf event from now on
+        return _libbpf_link.perf_link_create(prog_fd, perf, label=label)
+
+
+def _tracing_replace(spec: AttachSpec, old: Attachment, new_prog_fd: Fd) -> Attachment:
+    """Make-before-break. raw_tracepoint, tracing (fentry/fexit/fmod_ret) and perf_event links have no
+    BPF_LINK_UPDATE (the kernel refuses it for these link types), and several programs may share these hooks: so the
+    new program gets its own link first, which takes over the pin (an atomic rename on bpffs), and only then is the
+    old link detached. Both programs run for that moment; the hook never runs neither."""
+    with _open_link(old, spec) as old_link:  # holds the old link while its pin is taken over
+        now = _libbpf.link_info(old_link)
+        if now["prog_id"] != old.prog_id:
+            raise BpfError(
+                "replace",
+                spec.where(),
+                errno.ESTALE,
+                f"link id {old.link_id} now runs program id {now['prog_id']}, not {old.prog_id}; read the state again",
+            )
+        new_link = _tracing_link(spec, new_prog_fd)
+        if spec.link_pin:
+            staging = spec.link_pin + "~swap"  # bpffs refuses names with a dot; hook ids never contain '~'
+            _unpin_quietly(staging)
+            try:
+                _pin_link(new_link, staging)
+                os.rename(staging, spec.link_pin)
+            except (BpfError, OSError) as exc:
+                _unpin_quietly(staging)
+                new_link.close()  # its last reference: the new link detaches, the old one still runs
+                if isinstance(exc, BpfError):
+                    raise
+                raise BpfError("pin", spec.link_pin, exc.errno or errno.EIO, "cannot move the new link's pin") from exc
+        try:
+            _release_link(spec, old, old_link, "replace")
+        except BpfError as exc:
+            new_link.close()  # pinned (or not ours to keep): the new program stays attached either way
+            raise BpfError(exc.op, exc.obj, exc.errno, f"{exc.detail}; the new program is attached too") from exc
+    info = _libbpf.link_info(new_link)
+    name, tag = _prog_brief(info["prog_id"])
+    att = Attachment(
+        info["prog_id"],
+        name,
+        tag,
+        "link",
+        spec.kind,
+        link_id=info["id"],
+        link_pin=spec.link_pin,
+        hook=spec.hook(),
+    )
+    if spec.link_pin:
+        new_link.close()
+    else:
+        att.link_fd = new_link
+    return att
+
+
+LINK_RELEASE_TIMEOUT = 5.0
+
+
+def _release_link(spec: AttachSpec, att: Attachment, link: Fd, op: str) -> None:
+    """Take a tracing link off its hook. BPF_LINK_DETACH where the kernel has it for the link type; raw_tracepoint,
+    tracing and perf_event links have none (EOPNOTSUPP), so they leave the hook when their last reference goes: our
+    pins of that link and our fds are dropped, then the kernel's deferred free is awaited. A link someone else still
+    holds (another pin, another process's fd) cannot be taken off: that is an EBUSY naming the link."""
+    link_id = _libbpf.link_info(link)["id"]
+    try:
+        _libbpf_link.link_detach(link, label=spec.where())
+        detached = True
+    except BpfError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, _libbpf.ENOTSUPP):
+            raise
+        detached = False
+    for path in sorted({att.link_pin or "", spec.link_pin or ""}):
+        # Only a pin of this very link: never somebody else's object that happens to sit at spec.link_pin.
+        if path and _pinned_link_id(path) == link_id:
+            _unpin_quietly(path)
+    link.close()
+    if att.link_fd is not None:
+        att.link_fd.close()
+    if detached:
+        return
+    deadline = time.monotonic() + LINK_RELEASE_TIMEOUT
+    while True:
+        try:
+            _libbpf.link_fd_by_id(link_id).close()
+        except BpfError as exc:
+            if exc.errno == errno.ENOENT:
+                return
+            raise
+        if time.monotonic() > deadline:
+            raise BpfError(
+                op,
+                spec.where(),
+                errno.EBUSY,
+                f"link id {link_id} ({att.label()}) is still attached: the kernel cannot detach "
+                f"{TRACING_LINK_TYPES[spec.kind]} links, they go with their last pin or fd, and another pin or "
+                "process still holds this one; remove that pin or stop that process",
+            )
+        time.sleep(0.02)
+
+
+def _tracing_detach(spec: AttachSpec, att: Attachment) -> None:
+    try:
+        link = _open_link(att, spec)
+    except BpfError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
+        return  # the link is gone already
+    with link:
+        if att.link_id is not None and _libbpf.link_info(link)["id"] != att.link_id:
+            raise BpfError("detach", spec.where(), errno.ESTALE, f"link id {att.link_id} is not the pinned one")
+        _release_link(spec, att, link, "detach")
+
+
 # --- the interface -------------------------------------------------------------------------------------------------
 
 
 def current(spec: AttachSpec) -> list[Attachment]:
     """Everything attached on the hook now, by anybody: XDP in every mode; for tc, tcx programs (in run order) then
-    cls_bpf filters on that clsact side; for cgroups, the programs attached directly to that cgroup."""
+    cls_bpf filters on that clsact side; for cgroups, the programs attached directly to that cgroup; for tracing hooks,
+    every bpf_link of that kind on that target (the pinned one first; perf events attached without a link, e.g. by
+    PERF_EVENT_IOC_SET_BPF, and kprobe_multi links are not seen)."""
     spec.validate()
     if spec.kind == "xdp":
         return _xdp_current(spec)
     if spec.kind == "tc":
         return _tc_current(spec)
+    if spec.kind in TRACING_KINDS:
+        return _tracing_current(spec)
     return _cgroup_current(spec)
 
 
 def attach(spec: AttachSpec, prog_fd: Fd) -> Attachment:
-    """Attach the program: XDP and tcx and cgroups through a bpf_link pinned at spec.link_pin, cls_bpf through a
-    clsact filter. Refuses (EEXIST, naming the holder) when the exclusive XDP hook or the cls_bpf prio/handle is
-    taken; deciding to replace is the caller's business."""
+    """Attach the program: XDP, tcx, cgroups and tracing hooks through a bpf_link pinned at spec.link_pin, cls_bpf
+    through a clsact filter. Refuses (EEXIST, naming the holder) when the exclusive XDP hook or the cls_bpf
+    prio/handle is taken; deciding to replace is the caller's business."""
     spec.validate()
     if spec.kind == "tc" and not _use_tcx(spec):
         return _cls_bpf_attach(spec, prog_fd)
     if spec.link_pin and os.path.lexists(spec.link_pin):
         raise BpfError("pin", spec.link_pin, errno.EEXIST, "something is already pinned there; detach or unpin it")
+    if spec.kind in TRACING_KINDS:
+        return _new_link_attachment(spec, _tracing_link(spec, prog_fd), spec.kind, None)
     if spec.kind == "xdp":
         return _xdp_attach(spec, prog_fd)
     if spec.kind == "tc":
@@ -765,8 +1049,11 @@ def attach(spec: AttachSpec, prog_fd: Fd) -> Attachment:
 
 def replace(spec: AttachSpec, old: Attachment, new_prog_fd: Fd) -> Attachment:
     """Swap `old`'s program for the new one atomically, in place (same link, filter or netlink slot), failing
-    instead of clobbering when the hook no longer runs `old`'s program."""
+    instead of clobbering when the hook no longer runs `old`'s program. Tracing hooks cannot swap a link's program:
+    they are make-before-break (see `_tracing_replace`), so both programs run for a moment."""
     spec.validate()
+    if spec.kind in TRACING_KINDS:
+        return _tracing_replace(spec, old, new_prog_fd)
     if old.via == "link":
         with _open_link(old, spec) as link, _old_prog_fd(spec, old) as old_fd:
             _libbpf_link.link_update(link, new_prog_fd, old_fd, label=spec.where())
@@ -822,8 +1109,12 @@ def _legacy_replace(spec: AttachSpec, old: Attachment, new_prog_fd: Fd) -> None:
 
 def detach(spec: AttachSpec, att: Attachment) -> None:
     """Remove the attachment: detach and unpin its link; clear netlink XDP (only if it still runs att's program);
-    delete the cls_bpf filter (and clsact when it was the last filter); BPF_PROG_DETACH legacy attachments."""
+    delete the cls_bpf filter (and clsact when it was the last filter); BPF_PROG_DETACH legacy attachments. Tracing
+    links are released by dropping their pin and fds (see `_release_link`)."""
     spec.validate()
+    if spec.kind in TRACING_KINDS:
+        _tracing_detach(spec, att)
+        return
     if att.via == "link":
         try:
             link = _open_link(att, spec)
@@ -855,3 +1146,17 @@ def detach(spec: AttachSpec, att: Attachment) -> None:
             else:
                 with in_netns(spec.netns):
                     _libbpf_link.prog_detach(prog_fd, _ifindex(spec), _tcx_type(spec), label=spec.where())
+
+
+def open_program(pin: str) -> tuple[Fd, dict[str, Any]]:
+    """An fd and the kernel's info for the program pinned at `pin` (the caller closes the fd)."""
+    fd = _libbpf.obj_get(pin)
+    if _libbpf.obj_kind(fd) != "prog":
+        fd.close()
+        raise BpfError("open", pin, errno.EINVAL, "not a pinned BPF program")
+    return fd, _libbpf.prog_info(fd)
+
+
+def loaded_for(fd: Fd) -> str | None:
+    """The kernel function a tracing (fentry/fexit/fmod_ret) program was loaded for, from its attach BTF id."""
+    return _libbpf_link.prog_target_name(fd)

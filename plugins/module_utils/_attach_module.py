@@ -18,11 +18,11 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.cnf.ebpf.plugins.module_utils import _apps, _attach
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError, Fd, obj_get, obj_kind, prog_info
+from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError, Fd
 from ansible_collections.cnf.ebpf.plugins.module_utils._locks import LockTimeout
-from ansible_collections.cnf.ebpf.plugins.module_utils._map_module import fail_without_libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils._surface import fail_without_libbpf, with_defaults
 
-KINDS = ("xdp", "tc", "cgroup")
+KINDS = _attach.KINDS
 ARGUMENT_SPEC: dict[str, Any] = {
     "program": {"type": "str", "required": True},
     "kind": {"type": "str", "required": True, "choices": list(KINDS)},
@@ -36,23 +36,26 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "handle": {"type": "int", "default": 1},
     "cgroup": {"type": "path"},
     "attach_type": {"type": "str", "default": "cgroup_inet_ingress"},
+    "target": {"type": "str"},
     "on_conflict": {"type": "str", "default": "fail", "choices": ["fail", "replace"]},
     "pin_root": {"type": "path", "default": _apps.DEFAULT_PIN_ROOT},
     "state_dir": {"type": "path", "default": _apps.DEFAULT_STATE_DIR},
     "lock_timeout": {"type": "int", "default": 60},
 }
-REQUIRED_IF = [("kind", "xdp", ("interface",)), ("kind", "tc", ("interface",)), ("kind", "cgroup", ("cgroup",))]
+REQUIRED_IF = [
+    ("kind", "xdp", ("interface",)),
+    ("kind", "tc", ("interface",)),
+    ("kind", "cgroup", ("cgroup",)),
+    ("kind", "tracepoint", ("target",)),
+    ("kind", "raw_tracepoint", ("target",)),
+    ("kind", "kprobe", ("target",)),
+    ("kind", "kretprobe", ("target",)),
+]
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 class AttachError(ValueError):
     """Bad input, or a hook held by a program we may not replace; nothing was changed."""
-
-
-def _with_defaults(params: dict[str, Any]) -> dict[str, Any]:
-    full = {name: spec.get("default") for name, spec in ARGUMENT_SPEC.items()}
-    full.update({k: v for k, v in params.items() if v is not None or k not in full})
-    return full
 
 
 def resolve_program(program: str, pin_root: str) -> tuple[str, str | None, str | None]:
@@ -77,6 +80,8 @@ def hook_id(p: dict[str, Any]) -> str:
         name = f"xdp-{where}-{p['interface']}"
     elif p["kind"] == "tc":
         name = f"tc-{p['direction']}-{where}-{p['interface']}"
+    elif p["kind"] in _attach.TRACING_KINDS:
+        name = f"{p['kind']}-{p['target']}"  # tracepoint-syscalls_sys_enter_openat, kprobe-do_unlinkat
     else:
         digest = hashlib.sha256(p["cgroup"].encode()).hexdigest()[:10]
         name = f"cgroup-{p['attach_type']}-{os.path.basename(p['cgroup'].rstrip('/')) or 'root'}-{digest}"
@@ -96,24 +101,52 @@ def attach_spec(p: dict[str, Any], link_pin: str | None) -> _attach.AttachSpec:
         cgroup=p.get("cgroup"),
         cgroup_attach_type=p.get("attach_type") or "cgroup_inet_ingress",
         link_pin=link_pin,
+        target=p.get("target"),
     )
-
-
-def _open_program(pin: str) -> tuple[Fd, dict[str, Any]]:
-    fd = obj_get(pin)
-    if obj_kind(fd) != "prog":
-        fd.close()
-        raise AttachError(f"program: {pin} is not a pinned BPF program")
-    return fd, prog_info(fd)
 
 
 def _describe(attachments: list[_attach.Attachment]) -> list[dict[str, Any]]:
     return [a.describe() for a in attachments]
 
 
+def _btf_target(p: dict[str, Any], pin: str, app: str | None, prog_name: str | None) -> str:
+    """The function a fentry/fexit/fmod_ret program was loaded for: its target is fixed at load, so `target` may be
+    omitted and, when given, must name that function. Without the program (removed), the recorded hook's target."""
+    if os.path.lexists(pin):
+        fd, info = _attach.open_program(pin)
+        try:
+            loaded_for = _attach.loaded_for(fd) if info["type"] == "tracing" else None
+        finally:
+            fd.close()
+        if not loaded_for:
+            raise AttachError(
+                f"program: {pin} is a {info['type']} program without a kernel function target; {p['kind']} needs a "
+                f"program loaded from a '{p['kind']}/<function>' section"
+            )
+        if p.get("target") and p["target"] != loaded_for:
+            raise AttachError(
+                f"target: {p['target']!r} is not the function the program was loaded for ({loaded_for}); the target "
+                f"of {p['kind']} programs comes from their section name, omit target or set it to {loaded_for}"
+            )
+        return loaded_for
+    if p.get("target"):
+        return p["target"]
+    state = _apps.read_state(app, p["state_dir"]) if app else None
+    targets = {
+        (rec.get("spec") or {}).get("target")
+        for rec in ((state or {}).get("attachments") or {}).values()
+        if rec.get("program") == prog_name and (rec.get("spec") or {}).get("kind") == p["kind"]
+    }
+    if len(targets) == 1 and None not in targets:
+        return targets.pop()
+    raise AttachError(f"target: required for {p['kind']} when the program {pin} is not pinned")
+
+
 def attach(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
-    p = _with_defaults(params)
+    p = with_defaults(ARGUMENT_SPEC, params)
     pin, app, prog_name = resolve_program(p["program"], p["pin_root"])
+    if p["kind"] in _attach.BTF_KINDS:
+        p["target"] = _btf_target(p, pin, app, prog_name)
     hook = hook_id(p)
     link_dir = _apps.AppLayout(app, p["pin_root"]).links_dir if app else os.path.join(p["pin_root"], "links")
     spec = attach_spec(p, os.path.join(link_dir, hook))
@@ -135,28 +168,30 @@ def attach(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
             result["changed"] = bool(ours) or record is not None
             result["after"] = result["before"] if check_mode else _describe(_attach.current(spec))
             return result
-        fd, info = _open_program(pin)
+        fd, info = _attach.open_program(pin)
         try:
             result["prog_id"] = info["id"]
             mine = [a for a in current if a.prog_id == info["id"]]
             others = [a for a in current if a.prog_id != info["id"]]
+            previous = [a for a in others if record is not None and a.prog_id == record.get("prog_id")]
+            # Only XDP holds one program per interface; tc, cgroup and tracing hooks run several side by side, so
+            # other programs there are neighbours, not conflicts.
+            shared_hook = p["kind"] != "xdp"
             target: _attach.Attachment | None = None
-            if mine and not others:
+            if mine and (shared_hook or not others):
                 action = "none"
-            elif not current:
+            elif previous:
+                action, target = "swap", previous[0]  # our earlier version (an upgrade missed this hook)
+            elif shared_hook or not others:
                 action = "attach"
+            elif p["on_conflict"] == "replace":
+                action, target = "replace", others[0]
             else:
-                previous = [a for a in others if record is not None and a.prog_id == record.get("prog_id")]
-                if previous:
-                    action, target = "swap", previous[0]  # our earlier version (an upgrade missed this hook)
-                elif p["on_conflict"] == "replace":
-                    action, target = "replace", others[0]
-                else:
-                    names = ", ".join(f"id {a.prog_id} ({a.prog_name or 'unnamed'})" for a in others)
-                    raise AttachError(
-                        f"{hook}: the hook holds a program this collection did not attach: {names}; "
-                        "set on_conflict=replace to take it over"
-                    )
+                names = ", ".join(f"id {a.prog_id} ({a.prog_name or 'unnamed'})" for a in others)
+                raise AttachError(
+                    f"{hook}: the hook holds a program this collection did not attach: {names}; "
+                    "set on_conflict=replace to take it over"
+                )
             result["action"] = action
             if action != "none":
                 result["changed"] = True
@@ -184,7 +219,7 @@ def _owned(current: list[_attach.Attachment], pin: str, record: dict[str, Any] |
     ids = set()
     if os.path.lexists(pin):
         try:
-            fd, info = _open_program(pin)
+            fd, info = _attach.open_program(pin)
             fd.close()
             ids.add(info["id"])
         except (AttachError, BpfError):
@@ -217,7 +252,7 @@ def detach_record(record: dict[str, Any]) -> None:
 
 def run(module: AnsibleModule) -> None:
     fail_without_libbpf(module)
-    if _attach.PYROUTE2_IMPORT_ERROR is not None:
+    if _attach.PYROUTE2_IMPORT_ERROR is not None and module.params["kind"] not in _attach.TRACING_KINDS:
         module.fail_json(msg=missing_required_lib("pyroute2"), exception=_attach.PYROUTE2_IMPORT_ERROR)
     try:
         result = attach(module.params, check_mode=module.check_mode)

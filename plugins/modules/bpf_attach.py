@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: bpf_attach
-short_description: Attach a pinned eBPF program to XDP, tc or cgroup hooks, idempotently
+short_description: Attach a pinned eBPF program to XDP, tc, cgroup or tracing hooks, idempotently
 version_added: 0.1.0
 description:
   - Attaches a program pinned by M(cnf.ebpf.bpf_program) (or any pinned program) to a hook, through a bpf_link pinned
@@ -15,17 +15,33 @@ description:
   - "XDP: native, generic, offload, or auto (native, falling back to generic when the driver refuses). tc: ingress or
     egress, through tcx links where the kernel has them (6.6+), else a clsact qdisc with a cls_bpf direct-action
     filter at the given priority and handle. cgroup: a cgroup v2 path and attach type."
+  - "Tracing hooks, always through a pinned bpf_link: V(tracepoint) (a perf event on a tracefs tracepoint; tracefs is
+    mounted at C(/sys/kernel/tracing) when it is not mounted anywhere), V(raw_tracepoint), V(fentry), V(fexit) and
+    V(fmod_ret) (BPF trampolines), V(kprobe) and V(kretprobe) (perf events of the kernel's kprobe PMU, which needs
+    C(CONFIG_KPROBES) and C(CONFIG_KPROBE_EVENTS))."
+  - The program must be of the matching type (C(tracepoint), C(raw_tracepoint) or C(tp_btf), C(kprobe), or a
+    C(tracing) program loaded from a C(fentry/<function>), C(fexit/<function>) or C(fmod_ret/<function>) section).
+  - "Replacing on tracing hooks is make-before-break, not atomic: the kernel cannot swap the program of a raw
+    tracepoint, tracing or perf_event link, so the new program is attached through a new link first, which takes over
+    the link pin, and then the old link is detached. For that moment both programs run (an event may be seen by both),
+    but the hook never runs neither. This applies to upgrades by M(cnf.ebpf.bpf_program)."
+  - Other programs on tracing, cgroup and tc hooks (which the kernel runs side by side) are reported in
+    RV(before) and RV(after) and left alone. Perf events given a program without a link
+    (C(PERF_EVENT_IOC_SET_BPF)) and kprobe_multi links are not seen. Kernels before 6.6 do not report what a perf_event
+    link is attached to, so there only the link pinned by this module is found on tracepoint and kprobe hooks.
   - Interfaces may live in a named network namespace; only the network namespace is switched (C(ip netns exec)
     would remount /sys and hide the bpffs pins).
-  - Idempotent by comparing what is attached with the pinned program (by id). A program attached by anybody else on
-    the same hook is a conflict, reported by name; O(on_conflict=replace) takes the hook over atomically.
+  - Idempotent by comparing what is attached with the pinned program (by id). XDP holds one program per interface, so
+    a program attached there by anybody else is a conflict, reported by name; O(on_conflict=replace) takes the hook
+    over atomically. A cls_bpf filter already at the same priority and handle is refused the same way.
   - Attachments of bpf_program applications are recorded in the application's state file, so an upgrade swaps them to
     the new version and removing the application detaches them.
 author:
   - cnf.ebpf contributors (@cnf-ebpf)
 requirements:
   - libbpf 1.x (C(libbpf.so.1)) and pyroute2 on the managed host.
-  - Root (CAP_BPF, CAP_NET_ADMIN), bpffs mounted at C(/sys/fs/bpf).
+  - Root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON for tracing hooks), bpffs mounted at C(/sys/fs/bpf).
+  - pyroute2 is needed for XDP, tc and cgroup hooks only.
 attributes:
   check_mode:
     support: full
@@ -42,7 +58,7 @@ options:
     description: The hook family.
     type: str
     required: true
-    choices: [xdp, tc, cgroup]
+    choices: [xdp, tc, cgroup, tracepoint, raw_tracepoint, fentry, fexit, fmod_ret, kprobe, kretprobe]
   state:
     description: V(present) attaches; V(absent) detaches this program from the hook (a foreign program is left alone).
     type: str
@@ -84,8 +100,21 @@ options:
     description: cgroup attach type (C(cgroup_inet_ingress), C(cgroup_inet_egress), C(cgroup_sock_create)...).
     type: str
     default: cgroup_inet_ingress
+  target:
+    description:
+      - What a tracing hook attaches to. V(tracepoint) takes C(category:name) as listed under
+        C(/sys/kernel/tracing/events) (for example C(syscalls:sys_enter_openat)); V(raw_tracepoint) a raw tracepoint
+        name (C(sys_enter)); V(kprobe) a kernel function with an optional C(+offset) (C(do_unlinkat+0x10));
+        V(kretprobe) a kernel function.
+      - V(fentry), V(fexit) and V(fmod_ret) programs are loaded for one kernel function (their section name), so
+        O(target) may be omitted for them; when given it must name that function.
+      - Required for O(kind=tracepoint), O(kind=raw_tracepoint), O(kind=kprobe) and O(kind=kretprobe); ignored for the
+        other hook families.
+    type: str
   on_conflict:
-    description: What to do when another program holds the hook; V(fail) names it, V(replace) takes the hook over.
+    description:
+      - What to do when another program holds an XDP hook; V(fail) names it, V(replace) takes the hook over.
+      - Hooks that run several programs (tc, cgroup, tracing) attach beside the others instead.
     type: str
     default: fail
     choices: [fail, replace]
@@ -120,6 +149,29 @@ EXAMPLES = r"""
     interface: veth0
     netns: blue
 
+- name: Count getpid() calls with a tracepoint program
+  cnf.ebpf.bpf_attach:
+    program: syscount/count_getpid
+    kind: tracepoint
+    target: syscalls:sys_enter_getpid
+
+- name: Raw tracepoint on every syscall entry
+  cnf.ebpf.bpf_attach:
+    program: syscount/on_sys_enter
+    kind: raw_tracepoint
+    target: sys_enter
+
+- name: fentry program (its section is fentry/do_unlinkat, so the target comes from the program)
+  cnf.ebpf.bpf_attach:
+    program: fsmon/unlink_entry
+    kind: fentry
+
+- name: kretprobe on a kernel function
+  cnf.ebpf.bpf_attach:
+    program: fsmon/unlink_ret
+    kind: kretprobe
+    target: do_unlinkat
+
 - name: Take over a hook another tool attached to
   cnf.ebpf.bpf_attach:
     program: xdp_filter/xdp_main
@@ -130,12 +182,14 @@ EXAMPLES = r"""
 
 RETURN = r"""
 hook:
-  description: The hook's name, also the link pin's file name.
+  description: The hook's name, also the link pin's file name (under C(<pin_root>/<application>/links/)).
   returned: always
   type: str
-  sample: xdp-host-eth1
+  sample: tracepoint-syscalls_sys_enter_getpid
 action:
-  description: What was done (V(none), V(attach), V(swap) to our newer program, V(replace) of a foreign program).
+  description:
+    - What was done (V(none), V(attach), V(swap) to our newer program, V(replace) of a foreign program).
+    - On tracing hooks V(swap) and V(replace) are make-before-break (see the description).
   returned: state is present
   type: str
   sample: attach
@@ -145,7 +199,10 @@ prog_id:
   type: int
   sample: 812
 before:
-  description: Programs on the hook before the task.
+  description:
+    - Programs on the hook before the task, each with C(hook), C(prog_id), C(prog_name), C(prog_tag), C(via), C(mode),
+      C(link_id), C(link_pin) and C(ifindex).
+    - On tracing hooks C(via) is C(link), C(mode) is the kind and C(hook) is C(<kind>/<target>).
   returned: always
   type: list
   elements: dict

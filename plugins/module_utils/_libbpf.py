@@ -225,7 +225,7 @@ class _MapInfo(ctypes.Structure):
     ]
 
 
-class _ProgInfo(ctypes.Structure):
+class ProgInfoStruct(ctypes.Structure):
     _fields_ = [
         ("type", ctypes.c_uint32),
         ("id", ctypes.c_uint32),
@@ -269,7 +269,7 @@ class _ProgInfo(ctypes.Structure):
     ]
 
 
-class _LinkInfo(ctypes.Structure):
+class LinkInfoStruct(ctypes.Structure):
     # The per-type union is kept as raw words; the resource layer interprets them per link type.
     _fields_ = [
         ("type", ctypes.c_uint32),
@@ -280,7 +280,7 @@ class _LinkInfo(ctypes.Structure):
     ]
 
 
-class _BtfInfo(ctypes.Structure):
+class BtfInfoStruct(ctypes.Structure):
     _fields_ = [
         ("btf", ctypes.c_uint64),
         ("btf_size", ctypes.c_uint32),
@@ -347,6 +347,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
 }
 
 _lib: ctypes.CDLL | None = None
+_DECLARED: dict[str, tuple[Any, list[Any]]] = {}
 
 
 def load_libbpf() -> ctypes.CDLL:
@@ -361,8 +362,26 @@ def load_libbpf() -> ctypes.CDLL:
             func = getattr(lib, name)
             func.restype = restype
             func.argtypes = argtypes
+            _DECLARED[name] = (restype, argtypes)
         _lib = lib
     return _lib
+
+
+def declare(prototypes: dict[str, tuple[Any, list[Any]]]) -> ctypes.CDLL:
+    """libbpf with more prototypes declared on it, for the other kernel-layer files (objects, links). One CDLL
+    serves them all, so a function declared twice must be declared the same way (ctypes keeps only the last)."""
+    lib = load_libbpf()
+    for name, (restype, argtypes) in prototypes.items():
+        declared = _DECLARED.get(name)
+        if declared is not None:
+            if declared != (restype, argtypes):
+                raise LibbpfMissing(f"{name} is declared with two different prototypes")
+            continue
+        func = getattr(lib, name)
+        func.restype = restype
+        func.argtypes = argtypes
+        _DECLARED[name] = (restype, argtypes)
+    return lib
 
 
 def libbpf_available() -> tuple[bool, str | None]:
@@ -373,7 +392,8 @@ def libbpf_available() -> tuple[bool, str | None]:
     return True, None
 
 
-def _check(ret: int, op: str, obj: str, detail: str | None = None) -> int:
+def check(ret: int, op: str, obj: str, detail: str | None = None) -> int:
+    """ret, or BpfError(op, obj, -ret) when libbpf returned a negative errno."""
     if ret < 0:
         raise BpfError(op, obj, -ret, detail)
     return ret
@@ -418,13 +438,13 @@ class Fd:
         return self.fd
 
     def pin(self, path: str) -> None:
-        _check(load_libbpf().bpf_obj_pin(self.fd, path.encode()), "pin", path)
+        check(load_libbpf().bpf_obj_pin(self.fd, path.encode()), "pin", path)
 
 
 def obj_get(path: str) -> Fd:
     """Open a pinned BPF object (map, program, link) by its bpffs path."""
     ret = load_libbpf().bpf_obj_get(path.encode())
-    return Fd(_check(ret, "open", path), path)
+    return Fd(check(ret, "open", path), path)
 
 
 def unpin(path: str) -> None:
@@ -439,7 +459,7 @@ def _get_fd_by_id(kind: str, obj_id: int) -> Fd:
     lib = load_libbpf()
     func = getattr(lib, f"bpf_{kind}_get_fd_by_id")
     label = f"{kind} id {obj_id}"
-    return Fd(_check(func(obj_id), "open", label), label)
+    return Fd(check(func(obj_id), "open", label), label)
 
 
 def map_fd_by_id(map_id: int) -> Fd:
@@ -466,7 +486,7 @@ def _ids(kind: str) -> Iterator[int]:
         ret = func(cur.value, ctypes.byref(nxt))
         if ret == -errno_mod.ENOENT:
             return
-        _check(ret, "list", f"{kind} ids")
+        check(ret, "list", f"{kind} ids")
         yield nxt.value
         cur = nxt
 
@@ -489,7 +509,7 @@ def link_ids() -> Iterator[int]:
 def _info(fd: Fd, struct_type: type[ctypes.Structure]) -> Any:
     info = struct_type()
     length = ctypes.c_uint32(ctypes.sizeof(info))
-    _check(load_libbpf().bpf_obj_get_info_by_fd(fd.fd, ctypes.byref(info), ctypes.byref(length)), "info", fd.label)
+    check(load_libbpf().bpf_obj_get_info_by_fd(fd.fd, ctypes.byref(info), ctypes.byref(length)), "info", fd.label)
     return info
 
 
@@ -515,7 +535,7 @@ def map_info(fd: Fd) -> dict[str, Any]:
 
 
 def prog_info(fd: Fd) -> dict[str, Any]:
-    i = _info(fd, _ProgInfo)
+    i = _info(fd, ProgInfoStruct)
     return {
         "id": i.id,
         "type": PROG_TYPE_NAMES.get(i.type, str(i.type)),
@@ -534,7 +554,7 @@ def prog_info(fd: Fd) -> dict[str, Any]:
 
 
 def link_info(fd: Fd) -> dict[str, Any]:
-    i = _info(fd, _LinkInfo)
+    i = _info(fd, LinkInfoStruct)
     return {
         "id": i.id,
         "type": LINK_TYPE_NAMES.get(i.type, str(i.type)),
@@ -544,7 +564,7 @@ def link_info(fd: Fd) -> dict[str, Any]:
 
 
 def btf_info(fd: Fd) -> dict[str, Any]:
-    i = _info(fd, _BtfInfo)
+    i = _info(fd, BtfInfoStruct)
     return {"id": i.id, "btf_size": i.btf_size, "kernel_btf": bool(i.kernel_btf)}
 
 
@@ -567,7 +587,7 @@ def flag_names(flags: int) -> list[str]:
 
 
 def num_possible_cpus() -> int:
-    return _check(load_libbpf().libbpf_num_possible_cpus(), "count", "possible CPUs")
+    return check(load_libbpf().libbpf_num_possible_cpus(), "count", "possible CPUs")
 
 
 def probe_map_type(map_type: str) -> bool:
@@ -622,7 +642,7 @@ def map_create(
         )
     elif ret == -errno_mod.EPERM:
         detail = "creating BPF maps needs CAP_BPF (run as root)"
-    return BpfMap(Fd(_check(ret, "create", label, detail), label))
+    return BpfMap(Fd(check(ret, "create", label, detail), label))
 
 
 def map_open(path: str) -> BpfMap:
@@ -759,7 +779,7 @@ class BpfMap:
             key = self.next_key(key)
 
     def freeze(self) -> None:
-        _check(load_libbpf().bpf_map_freeze(self.fd.fd), "freeze", self.label)
+        check(load_libbpf().bpf_map_freeze(self.fd.fd), "freeze", self.label)
 
     # batch operations with single-element fallback
 
@@ -983,7 +1003,7 @@ class BtfWriter:
         self.close()
 
     def _add(self, what: str, ret: int) -> int:
-        return _check(ret, "build btf", self.label, f"btf__add_{what} failed")
+        return check(ret, "build btf", self.label, f"btf__add_{what} failed")
 
     def add_int(self, name: str, size: int, signed: bool = False, char: bool = False, boolean: bool = False) -> int:
         encoding = (BTF_INT_SIGNED if signed else 0) | (BTF_INT_CHAR if char else 0) | (BTF_INT_BOOL if boolean else 0)
@@ -1040,5 +1060,5 @@ class BtfWriter:
 
     def load(self) -> Fd:
         """Load the BTF into the kernel; the returned Fd is ours (dup'ed) and stays valid after close()."""
-        _check(self._lib.btf__load_into_kernel(self._btf), "load btf", self.label)
+        check(self._lib.btf__load_into_kernel(self._btf), "load btf", self.label)
         return Fd(os.dup(self._lib.btf__fd(self._btf)), self.label)

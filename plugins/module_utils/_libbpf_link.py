@@ -24,11 +24,14 @@ from typing import Any
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import (
     ENOTSUPP,
     BpfError,
+    BtfInfoStruct,
     Fd,
-    _ProgInfo,
+    LinkInfoStruct,
+    ProgInfoStruct,
     btf_fd_by_id,
+    check,
+    declare,
     link_info,
-    load_libbpf,
 )
 
 # enum bpf_attach_type (uapi linux/bpf.h). tcx_* exist from kernel 6.6 on; libbpf 1.1's header stops at 43.
@@ -164,29 +167,6 @@ class _ProgAttachOpts(ctypes.Structure):
     _fields_ = [("sz", ctypes.c_size_t), ("flags", ctypes.c_uint), ("replace_prog_fd", ctypes.c_int)]
 
 
-class _LinkInfoNamed(ctypes.Structure):
-    """struct bpf_link_info with room for the per-type union (raw words: a name buffer pointer is written in)."""
-
-    _fields_ = [
-        ("type", ctypes.c_uint32),
-        ("id", ctypes.c_uint32),
-        ("prog_id", ctypes.c_uint32),
-        ("_pad", ctypes.c_uint32),
-        ("union_words", ctypes.c_uint32 * 16),
-    ]
-
-
-class _BtfInfoNamed(ctypes.Structure):
-    _fields_ = [
-        ("btf", ctypes.c_uint64),
-        ("btf_size", ctypes.c_uint32),
-        ("id", ctypes.c_uint32),
-        ("name", ctypes.c_uint64),
-        ("name_len", ctypes.c_uint32),
-        ("kernel_btf", ctypes.c_uint32),
-    ]
-
-
 class _PerfEventAttr(ctypes.Structure):
     """struct perf_event_attr up to PERF_ATTR_SIZE_VER5 (112 bytes); the kernel zero-fills what it has beyond."""
 
@@ -230,26 +210,9 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_prog_detach2": (_INT, [_INT, _INT, _INT]),
 }
 
-_declared: ctypes.CDLL | None = None
-
 
 def _lib() -> ctypes.CDLL:
-    """The CDLL from `load_libbpf()`, with this file's prototypes declared on it (once)."""
-    global _declared
-    lib = load_libbpf()
-    if _declared is not lib:
-        for name, (restype, argtypes) in _PROTOTYPES.items():
-            func = getattr(lib, name)
-            func.restype = restype
-            func.argtypes = argtypes
-        _declared = lib
-    return lib
-
-
-def _check(ret: int, op: str, obj: str, detail: str | None = None) -> int:
-    if ret < 0:
-        raise BpfError(op, obj, -ret, detail)
-    return ret
+    return declare(_PROTOTYPES)
 
 
 # --- links -------------------------------------------------------------------------------------------------------
@@ -269,7 +232,7 @@ def link_create(prog_fd: Fd, target: int, attach_type: str | int, *, label: str,
         detail = "another program is attached in a different mode (native and generic XDP cannot coexist)"
     elif ret == -errno_mod.EPERM:
         detail = "the hook refuses links here (e.g. a cgroup with an exclusive BPF_PROG_ATTACH program) or no CAP_BPF"
-    return Fd(_check(ret, "attach", label, detail), f"link {label}")
+    return Fd(check(ret, "attach", label, detail), f"link {label}")
 
 
 def link_update(link_fd: Fd, new_prog_fd: Fd, old_prog_fd: Fd | None, *, label: str) -> None:
@@ -287,26 +250,26 @@ def link_update(link_fd: Fd, new_prog_fd: Fd, old_prog_fd: Fd | None, *, label: 
         detail = "the link is detached (its hook or interface is gone)"
     elif ret == -errno_mod.EINVAL:
         detail = "the new program's type or expected attach type does not fit this link"
-    _check(ret, "replace", label, detail)
+    check(ret, "replace", label, detail)
 
 
 def link_detach(link_fd: Fd, *, label: str) -> None:
     """BPF_LINK_DETACH: detach the link from its hook now (pins and fds of the link stay valid, but defunct)."""
-    _check(_lib().bpf_link_detach(link_fd.fd), "detach", label)
+    check(_lib().bpf_link_detach(link_fd.fd), "detach", label)
 
 
 def _named_link_words(fd: Fd, name_word: int) -> tuple[list[int], str]:
     """The link's info union, with a name buffer handed to the kernel at union word `name_word` (its length in the
     word after): raw tracepoint names, perf event function/tracepoint names."""
     buf = ctypes.create_string_buffer(512)
-    info = _LinkInfoNamed()
+    info = LinkInfoStruct()
     address = ctypes.addressof(buf)
     info.union_words[name_word] = address & 0xFFFFFFFF
     info.union_words[name_word + 1] = address >> 32
     info.union_words[name_word + 2] = ctypes.sizeof(buf)
     length = ctypes.c_uint32(ctypes.sizeof(info))
-    ret = load_libbpf().bpf_obj_get_info_by_fd(fd.fd, ctypes.byref(info), ctypes.byref(length))
-    _check(ret, "info", fd.label)
+    ret = _lib().bpf_obj_get_info_by_fd(fd.fd, ctypes.byref(info), ctypes.byref(length))
+    check(ret, "info", fd.label)
     words = list(info.union_words)
     # Kernels that do not fill this link type's info hand the union back as written: no name then.
     written = words[name_word] == address & 0xFFFFFFFF and words[name_word + 1] == address >> 32
@@ -362,7 +325,7 @@ def prog_query(target: int, attach_type: str | int, *, label: str, effective: bo
         if ret == -errno_mod.ENOSPC and capacity < 1 << 16:
             capacity = max(capacity * 4, opts.prog_cnt)
             continue
-        _check(ret, "query", label)
+        check(ret, "query", label)
         return list(ids[: min(opts.prog_cnt, capacity)]), opts.attach_flags
 
 
@@ -381,12 +344,12 @@ def prog_attach(
         detail = "the hook's attach flags do not allow this (exclusive/override/multi mismatch)"
     elif ret == -errno_mod.ENOENT and replace_prog_fd is not None:
         detail = "the program to replace is no longer attached (changed concurrently)"
-    _check(ret, "attach", label, detail)
+    check(ret, "attach", label, detail)
 
 
 def prog_detach(prog_fd: Fd, target: int, attach_type: str | int, *, label: str) -> None:
     """Legacy BPF_PROG_DETACH of one program (bpf_prog_detach2)."""
-    _check(_lib().bpf_prog_detach2(prog_fd.fd, target, attach_type_number(attach_type)), "detach", label)
+    check(_lib().bpf_prog_detach2(prog_fd.fd, target, attach_type_number(attach_type)), "detach", label)
 
 
 # --- feature probes ----------------------------------------------------------------------------------------------
@@ -418,7 +381,7 @@ def raw_tracepoint_open(prog_fd: Fd, name: str | None, *, label: str) -> Fd:
         detail = "no such raw tracepoint in the kernel"
     elif ret == -errno_mod.EINVAL:
         detail = "the program's type does not fit a raw tracepoint (it must be raw_tp, raw_tracepoint or tp_btf)"
-    return Fd(_check(ret, "attach", label, detail), f"link {label}")
+    return Fd(check(ret, "attach", label, detail), f"link {label}")
 
 
 def tracing_link_create(prog_fd: Fd, kind: str, *, label: str) -> Fd:
@@ -432,7 +395,7 @@ def tracing_link_create(prog_fd: Fd, kind: str, *, label: str) -> Fd:
         detail = "the function's trampoline is full or held exclusively"
     elif ret in (-errno_mod.EOPNOTSUPP, -ENOTSUPP):
         detail = "the kernel cannot attach trampolines here (needs BTF and ftrace direct calls)"
-    return Fd(_check(ret, "attach", label, detail), f"link {label}")
+    return Fd(check(ret, "attach", label, detail), f"link {label}")
 
 
 def perf_link_create(prog_fd: Fd, perf_fd: Fd, *, label: str) -> Fd:
@@ -446,7 +409,7 @@ def perf_link_create(prog_fd: Fd, perf_fd: Fd, *, label: str) -> Fd:
         )
     elif ret == -errno_mod.EEXIST:
         detail = "the perf event already has a program"
-    link = Fd(_check(ret, "attach", label, detail), f"link {label}")
+    link = Fd(check(ret, "attach", label, detail), f"link {label}")
     try:
         fcntl.ioctl(perf_fd.fd, PERF_EVENT_IOC_ENABLE, 0)
     except OSError as exc:
@@ -582,10 +545,10 @@ _btf_names: dict[tuple[int, int], str] = {}
 
 def _btf_obj_name(obj_id: int) -> str:
     buf = ctypes.create_string_buffer(64)
-    info = _BtfInfoNamed(name=ctypes.addressof(buf), name_len=ctypes.sizeof(buf))
+    info = BtfInfoStruct(name=ctypes.addressof(buf), name_len=ctypes.sizeof(buf))
     length = ctypes.c_uint32(ctypes.sizeof(info))
     with btf_fd_by_id(obj_id) as fd:
-        _check(load_libbpf().bpf_obj_get_info_by_fd(fd.fd, ctypes.byref(info), ctypes.byref(length)), "info", fd.label)
+        check(_lib().bpf_obj_get_info_by_fd(fd.fd, ctypes.byref(info), ctypes.byref(length)), "info", fd.label)
     return buf.value.decode(errors="replace")
 
 
@@ -621,10 +584,10 @@ def btf_type_name(obj_id: int, type_id: int) -> str:
 def prog_attach_btf(prog_fd: Fd) -> tuple[int, int]:
     """(attach_btf_obj_id, attach_btf_id) of a loaded program: the function a fentry/fexit/fmod_ret (or tp_btf)
     program was loaded for; (0, 0) for programs without one."""
-    info = _ProgInfo()
+    info = ProgInfoStruct()
     length = ctypes.c_uint32(ctypes.sizeof(info))
-    ret = load_libbpf().bpf_obj_get_info_by_fd(prog_fd.fd, ctypes.byref(info), ctypes.byref(length))
-    _check(ret, "info", prog_fd.label)
+    ret = _lib().bpf_obj_get_info_by_fd(prog_fd.fd, ctypes.byref(info), ctypes.byref(length))
+    check(ret, "info", prog_fd.label)
     return info.attach_btf_obj_id, info.attach_btf_id
 
 

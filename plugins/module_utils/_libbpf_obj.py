@@ -29,7 +29,9 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import (
     PROG_TYPE_NAMES,
     BpfError,
     Fd,
-    load_libbpf,
+    ProgInfoStruct,
+    declare,
+    prog_info,
 )
 
 # Large enough for the level-1 log of a rejected program of realistic size. Kernels >= 6.4 keep the tail of a
@@ -57,24 +59,6 @@ class _OpenOpts(ctypes.Structure):
         ("kernel_log_buf", _VP),
         ("kernel_log_size", _SIZE),
         ("kernel_log_level", _U32),
-    ]
-
-
-class _ProgInfoMapIds(ctypes.Structure):
-    """The head of struct bpf_prog_info up to map_ids; the kernel accepts a shorter info_len and fills only that."""
-
-    _fields_ = [
-        ("type", _U32),
-        ("id", _U32),
-        ("tag", ctypes.c_uint8 * 8),
-        ("jited_prog_len", _U32),
-        ("xlated_prog_len", _U32),
-        ("jited_prog_insns", ctypes.c_uint64),
-        ("xlated_prog_insns", ctypes.c_uint64),
-        ("load_time", ctypes.c_uint64),
-        ("created_by_uid", _U32),
-        ("nr_map_ids", _U32),
-        ("map_ids", ctypes.c_uint64),
     ]
 
 
@@ -138,20 +122,9 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_prog_test_run_opts": (_INT, [_INT, ctypes.POINTER(_TestRunOpts)]),
 }
 
-_declared = False
-
 
 def _lib() -> ctypes.CDLL:
-    """libbpf with this file's prototypes declared (on the same CDLL that _libbpf uses)."""
-    global _declared
-    lib = load_libbpf()
-    if not _declared:
-        for name, (restype, argtypes) in _PROTOTYPES.items():
-            func = getattr(lib, name)
-            func.restype = restype
-            func.argtypes = argtypes
-        _declared = True
-    return lib
+    return declare(_PROTOTYPES)
 
 
 def _text(value: bytes | None) -> str:
@@ -170,16 +143,11 @@ def prog_type_name(value: int) -> str:
 def prog_map_ids(fd: Fd) -> list[int]:
     """Ids of the maps a loaded program uses (bpf_prog_info.map_ids; two calls: count, then fill)."""
     lib = _lib()
-    info = _ProgInfoMapIds()
-    length = _U32(ctypes.sizeof(info))
-    ret = lib.bpf_obj_get_info_by_fd(fd.fd, ctypes.byref(info), ctypes.byref(length))
-    if ret < 0:
-        raise BpfError("info", fd.label, -ret)
-    count = info.nr_map_ids
+    count = prog_info(fd)["nr_map_ids"]
     if not count:
         return []
     ids = (_U32 * count)()
-    info = _ProgInfoMapIds(nr_map_ids=count, map_ids=ctypes.addressof(ids))
+    info = ProgInfoStruct(nr_map_ids=count, map_ids=ctypes.addressof(ids))
     length = _U32(ctypes.sizeof(info))
     ret = lib.bpf_obj_get_info_by_fd(fd.fd, ctypes.byref(info), ctypes.byref(length))
     if ret < 0:

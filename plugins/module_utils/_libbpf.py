@@ -783,6 +783,10 @@ class BpfMap:
 
     # batch operations with single-element fallback
 
+    def batch_works(self, op: str) -> bool | None:
+        """Whether batch `op` ('lookup', 'update', 'delete') worked on this map; None when not tried yet."""
+        return self._batch_ok.get(op)
+
     def _batch_refused(self, op: str, ret: int) -> bool:
         """True when this is the first batch `op` on this map and the kernel refused it as unsupported: remember
         that, so we fall back to single-element calls once instead of failing per chunk. A batch that worked before

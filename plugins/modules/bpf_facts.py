@@ -1,0 +1,173 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, cnf.ebpf contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: bpf_facts
+short_description: Gather what eBPF is doing on a host, with decoded map contents, as facts
+version_added: 0.1.0
+description:
+  - Sets C(ansible_facts.bpf) with the subsets chosen by O(gather_subset), read-only.
+  - "V(kernel): release, BTF, bpffs mounts, JIT and stats switches, and feature probes (map types, batch map
+    operations, tcx, XDP links)."
+  - "V(programs), V(maps), V(links): every loaded object with its kernel info, its pins, and the bpf_program
+    application it belongs to (null for objects this collection did not deploy). Maps report their entry count where
+    that is cheap (arrays, and hash maps up to 65536 entries) and their memlock."
+  - "V(attachments): XDP and tc (tcx and cls_bpf) programs per interface of the host and of the namespaces in
+    O(netns), with the mode, and whether a bpf_program application deployed the program (C(managed))."
+  - V(pins) lists what is pinned under C(/sys/fs/bpf) (bounded walk).
+  - "V(contents), for the maps in O(maps): decoded entries, per-CPU values aggregated (O(aggregate)), filtered by a
+    JMESPath O(query) evaluated on the host, sorted by a value field and cut to the O(top) entries, so only what a
+    report needs crosses the wire. With O(rates), each entry also gets C(delta) and per-second C(rate) of its
+    numeric fields against the previous gathering on that host."
+  - Works for maps loaded by other tools (bcc, bpftool, cilium) as long as they carry BTF; maps without BTF need
+    C(key_type)/C(value_type), or come back as hex.
+author:
+  - cnf.ebpf contributors (@cnf-ebpf)
+requirements:
+  - libbpf 1.x (C(libbpf.so.1)) on the managed host; pyroute2 for V(attachments); jmespath for O(query).
+  - Root (CAP_BPF, CAP_SYS_ADMIN).
+attributes:
+  check_mode:
+    support: full
+    description: Gathering changes nothing; in check mode not even the rates state file is written.
+  diff_mode:
+    support: none
+    description: Facts have no diff.
+  facts:
+    support: full
+    description: Sets C(ansible_facts.bpf).
+options:
+  gather_subset:
+    description: Which facts to gather; V(all) is everything but V(contents), which O(maps) selects.
+    type: list
+    elements: str
+    default: [all]
+    choices: [all, kernel, programs, maps, links, attachments, pins, contents]
+  maps:
+    description: Maps whose contents to return, each with its own options (defaulting to the module-level ones).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Pin path of the map.
+        type: path
+        required: true
+      name:
+        description: The key of this map's result under C(contents) (default the path), to read one map several ways.
+        type: str
+      key_type:
+        description: Key type for maps without BTF, as in M(cnf.ebpf.bpf_map_entries).
+        type: raw
+      value_type:
+        description: Value type for maps without BTF.
+        type: raw
+      formats:
+        description: Text formats by field path (C(key.src_ip) -> C(ipv4)), as in M(cnf.ebpf.bpf_map_entries).
+        type: dict
+      top:
+        description: Return only this many entries (the largest by O(maps[].sort_by) when given).
+        type: int
+      sort_by:
+        description: Value field to sort by, largest first (C(packets) or C(value.packets); dotted for nested fields).
+        type: str
+      query:
+        description: JMESPath expression over the list of C({key, value}) entries, evaluated on the host.
+        type: str
+      aggregate:
+        description: How per-CPU values are combined.
+        type: str
+        choices: [sum, max, min, none]
+  top:
+    description: Default of O(maps[].top).
+    type: int
+  sort_by:
+    description: Default of O(maps[].sort_by).
+    type: str
+  query:
+    description: Default of O(maps[].query).
+    type: str
+  aggregate:
+    description: Default of O(maps[].aggregate); V(none) returns the per-CPU list.
+    type: str
+    default: sum
+    choices: [sum, max, min, none]
+  rates:
+    description:
+      - Add C(delta) and C(rate) (per second) of numeric value fields for the returned entries, against the previous
+        gathering of the same map on this host (kept in O(state_dir)C(/facts/)). Entries not returned last time have
+        no rate yet.
+    type: bool
+    default: false
+  netns:
+    description: Named network namespaces whose interfaces are also scanned for attachments.
+    type: list
+    elements: str
+    default: []
+  pin_root:
+    description: bpffs directory of the bpf_program applications (to tell managed objects apart).
+    type: path
+    default: /sys/fs/bpf/cnf
+  state_dir:
+    description: Where the rates state lives.
+    type: path
+    default: /var/lib/cnf-ebpf
+seealso:
+  - module: cnf.ebpf.bpf_map_entries
+"""
+
+EXAMPLES = r"""
+- name: What runs where, fleet-wide
+  cnf.ebpf.bpf_facts:
+    gather_subset: [kernel, programs, attachments]
+
+- name: Top 10 flows by bytes, with rates since the last run
+  cnf.ebpf.bpf_facts:
+    gather_subset: [contents]
+    rates: true
+    maps:
+      - path: /sys/fs/bpf/cnf/flow_tracker/maps/flows
+        top: 10
+        sort_by: bytes
+        formats: {key.src_ip: ipv4, key.dst_ip: ipv4}
+
+- name: Only the drops of one port, summed over CPUs
+  cnf.ebpf.bpf_facts:
+    gather_subset: [contents]
+    maps:
+      - path: /sys/fs/bpf/cnf/xdp_filter/maps/stats
+        query: "[?key == `7777`].value.packets | [0]"
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts under C(bpf).
+  returned: always
+  type: dict
+  contains:
+    bpf:
+      description:
+        - C(kernel), C(programs), C(maps), C(links), C(attachments), C(pins) and C(contents), as selected.
+        - C(contents) maps each map's O(maps[].name) (or path) to C(path), C(id), C(type), C(count) (entries in the
+          map), and C(entries) (or C(result) when the query does not return a list), plus C(rates_since) with
+          O(rates).
+      type: dict
+      returned: always
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.cnf.ebpf.plugins.module_utils._facts_module import ARGUMENT_SPEC, run
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    run(module)
+
+
+if __name__ == "__main__":
+    main()

@@ -14,10 +14,18 @@ import heapq
 import json
 import os
 import socket
+import struct
 import time
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _attach, _entries, _libbpf, _libbpf_link, _libbpf_obj
+from ansible_collections.cnf.ebpf.plugins.module_utils import (
+    _attach,
+    _btf,
+    _entries,
+    _libbpf,
+    _libbpf_link,
+    _libbpf_obj,
+)
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError
 
 BPFFS = "/sys/fs/bpf"
@@ -301,12 +309,25 @@ def map_contents(spec: dict[str, Any], search: Any = None) -> dict[str, Any]:
             )
         raw = emap.read()
         how = spec.get("aggregate") or "sum"
-        decode_value = emap.decode_value
+        top = spec.get("top")
         sort_path = [p for p in (spec.get("sort_by") or "").split(".") if p]
         if sort_path[:1] == ["value"]:
             sort_path = sort_path[1:]
+        if top and sort_path and not spec.get("query") and not emap.per_cpu:
+            # Top-N of a big table: rank on the raw sort field and decode only the winners.
+            getter = _raw_field_getter(emap.value_type, sort_path)
+            if getter is not None:
+                best = heapq.nlargest(int(top), raw.items(), key=lambda kv: getter(kv[1]))
+                entries = [{"key": emap.decode_key(k), "value": emap.decode_value(v)} for k, v in best]
+                return {
+                    "path": spec["path"],
+                    "id": emap.map_id,
+                    "type": emap.type,
+                    "count": len(raw),
+                    "entries": entries,
+                }
+        decode_value = emap.decode_value
         query = spec.get("query")
-        top = spec.get("top")
         if query:
             entries = [{"key": emap.decode_key(k), "value": aggregate(decode_value(v), how)} for k, v in raw.items()]
         else:
@@ -332,6 +353,32 @@ def map_contents(spec: dict[str, Any], search: Any = None) -> dict[str, Any]:
         if not query:
             entries = [{"key": emap.decode_key(k), "value": v} for k, v in entries]
         return {"path": spec["path"], "id": emap.map_id, "type": emap.type, "count": count, "entries": entries}
+
+
+def _raw_field_getter(value_type: Any, path: list[str]) -> Any:
+    """A function reading the integer at `path` straight from a value's bytes (host byte order), or None when the
+    field is not a plain host-order integer at a fixed byte offset (bitfields, network order, anonymous members...)."""
+    t, offset = value_type, 0
+    for name in path:
+        r = _btf.resolve(t) if t is not None else None
+        if not isinstance(r, _btf.Struct) or r.is_union:
+            return None
+        member = r.member(name)
+        if member is None or member.bitfield_size or member.bit_offset % 8:
+            return None
+        t, offset = member.type, offset + member.bit_offset // 8
+    probe = t
+    while isinstance(probe, (_btf.Typedef, _btf.Modifier)):
+        if isinstance(probe, _btf.Typedef) and probe.name.startswith("__be"):
+            return None  # network order: the codec's 'be' format, not the raw host value
+        probe = probe.type
+    r = _btf.resolve(t)
+    codes = {1: "B", 2: "H", 4: "I", 8: "Q"}
+    if not isinstance(r, _btf.Int) or r.is_bool or r.size not in codes:
+        return None
+    field = struct.Struct("=" + (codes[r.size].lower() if r.signed else codes[r.size]))
+    unpack_from = field.unpack_from
+    return lambda raw: unpack_from(raw, offset)[0]
 
 
 def rates_path(state_dir: str, map_path: str) -> str:

@@ -83,6 +83,16 @@ def test_counts_top_n_query_and_attachments(deployed: Any) -> None:
     assert flows["count"] == 3 and flows["type"] == "lru_hash"
     assert [e["key"] for e in flows["entries"]] == [{"src": veth.addr_a, "port": 7003, "pad": 0}]
     assert flows["entries"][0]["value"]["packets"] == 10
+    # Top-N on a plain (not per-CPU) map ranks on the raw field; it must agree with the fully decoded ranking.
+    ranked = facts(
+        app,
+        maps=[
+            {"name": "fast", "path": pin(app, "flows"), "top": 2, "sort_by": "packets"},
+            {"name": "slow", "path": pin(app, "flows"), "sort_by": "packets"},
+        ],
+    )["contents"]
+    assert [e["value"]["packets"] for e in ranked["fast"]["entries"]] == [30, 20]
+    assert ranked["fast"]["entries"] == ranked["slow"]["entries"][:2]
     # aggregate: none keeps one value per CPU; a query may project anything.
     assert sum(cpu["packets"] for cpu in contents["cpus"]["entries"][0]) == 20
     ours = [a for a in bpf["attachments"] if a["prog_id"] == prog_id]

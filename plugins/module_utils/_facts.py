@@ -298,6 +298,21 @@ def _field(value: Any, path: list[str]) -> Any:
     return value
 
 
+def _result(emap: _entries.EntryMap, spec: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    result = {"path": spec["path"], "id": emap.map_id, "type": emap.type, **fields}
+    untyped = [
+        side
+        for side, t, codec in (("key", emap.key_type, emap.key_codec), ("value", emap.value_type, emap.value_codec))
+        if t is None and codec is not None
+    ]
+    if untyped:
+        result["note"] = (
+            f"the map has no BTF type for its {' and '.join(untyped)}: shown as hex; "
+            "declare key_type/value_type to decode them"
+        )
+    return result
+
+
 def map_contents(spec: dict[str, Any], search: Any = None) -> dict[str, Any]:
     """Decoded entries of one map: aggregated per-CPU, optionally filtered by a JMESPath query, sorted by a value
     field and cut to the top N. Keys are decoded only for the entries that are returned when no query needs them.
@@ -319,13 +334,7 @@ def map_contents(spec: dict[str, Any], search: Any = None) -> dict[str, Any]:
             if getter is not None:
                 best = heapq.nlargest(int(top), raw.items(), key=lambda kv: getter(kv[1]))
                 entries = [{"key": emap.decode_key(k), "value": emap.decode_value(v)} for k, v in best]
-                return {
-                    "path": spec["path"],
-                    "id": emap.map_id,
-                    "type": emap.type,
-                    "count": len(raw),
-                    "entries": entries,
-                }
+                return _result(emap, spec, count=len(raw), entries=entries)
         decode_value = emap.decode_value
         query = spec.get("query")
         if query:
@@ -336,7 +345,7 @@ def map_contents(spec: dict[str, Any], search: Any = None) -> dict[str, Any]:
         if query:
             entries = search(query, entries)
             if not isinstance(entries, list):
-                return {"path": spec["path"], "type": emap.type, "count": count, "result": entries}
+                return _result(emap, spec, count=count, result=entries)
         if sort_path or top:
 
             def sort_key(entry: Any) -> Any:
@@ -352,7 +361,7 @@ def map_contents(spec: dict[str, Any], search: Any = None) -> dict[str, Any]:
                 entries = entries[: int(top)]
         if not query:
             entries = [{"key": emap.decode_key(k), "value": v} for k, v in entries]
-        return {"path": spec["path"], "id": emap.map_id, "type": emap.type, "count": count, "entries": entries}
+        return _result(emap, spec, count=count, entries=entries)
 
 
 def _raw_field_getter(value_type: Any, path: list[str]) -> Any:

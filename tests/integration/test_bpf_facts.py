@@ -131,3 +131,47 @@ def test_check_mode_changes_nothing(deployed: Any) -> None:
     bpf = facts(app, check=True, rates=True, maps=[{"path": pin(app, "port_counts")}])
     assert bpf["contents"][pin(app, "port_counts")]["entries"][0]["value"]["packets"] == 3
     assert sorted(str(p) for p in state_dir.rglob("*")) == before  # no rates state written in check mode
+
+
+def test_maps_without_btf_are_said_to_be_untyped(pin_dir: Path) -> None:
+    import subprocess
+
+    pin_dir.mkdir()
+    path = str(pin_dir / "nobtf")
+    subprocess.run(
+        ["bpftool", "map", "create", path, "type", "hash", "key", "4", "value", "8", "entries", "4", "name", "nobtf"],
+        check=True,
+    )
+    subprocess.run(
+        [
+            "bpftool",
+            "map",
+            "update",
+            "pinned",
+            path,
+            "key",
+            "1",
+            "0",
+            "0",
+            "0",
+            "value",
+            "5",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+        ],
+        check=True,
+    )
+    raw = run_module("bpf_facts", {"gather_subset": ["contents"], "maps": [{"path": path}]})
+    contents = raw["ansible_facts"]["bpf"]["contents"][path]
+    assert contents["entries"] == [{"key": "01000000", "value": "0500000000000000"}]
+    assert "no BTF type for its key and value" in contents["note"]
+    typed = run_module(
+        "bpf_facts", {"gather_subset": ["contents"], "maps": [{"path": path, "key_type": "u32", "value_type": "u64"}]}
+    )
+    assert typed["ansible_facts"]["bpf"]["contents"][path]["entries"] == [{"key": 1, "value": 5}]
+    assert "note" not in typed["ansible_facts"]["bpf"]["contents"][path]

@@ -189,7 +189,7 @@ class _Node:
     struct/union nodes, whose members live in the parent's dict.
     """
 
-    __slots__ = ("agg", "dec", "enc", "flat_names", "fmt", "nvals", "plain", "zeros")
+    __slots__ = ("agg", "be_code", "dec", "enc", "flat_names", "fmt", "mixed", "nvals", "plain", "zeros")
 
     def __init__(
         self, fmt: str, zeros: Sequence[Any], dec: Decoder, enc: Encoder, agg: Aggregator | None = None
@@ -204,6 +204,10 @@ class _Node:
         # Fast-path shape: () for a plain host-order integer, the member names (in slot order) for a struct made only
         # of plain integers; None otherwise. Lets Codec pack such values without the per-field closures.
         self.plain: tuple[str, ...] | None = None
+        # For a network-order integer leaf, its struct code ('I'...); for a struct of host- and network-order integers
+        # only, (host Struct, network Struct, names, value order) so Codec.decode reads it with two C-level unpacks.
+        self.be_code: str | None = None
+        self.mixed: tuple[Any, ...] | None = None
 
 
 def _sum_agg(vals: list) -> Any:
@@ -384,7 +388,9 @@ class _Compiler:
         def enc(obj: Any, out: list) -> None:
             out.append(_as_int(obj, epath, lo, hi, label).to_bytes(size, "big", signed=signed))
 
-        return _Node("%ds" % size, [bytes(size)], dec, enc)
+        node = _Node("%ds" % size, [bytes(size)], dec, enc)
+        node.be_code = _INT_CODES.get((size, signed))
+        return node
 
     # -- scalars -------------------------------------------------------------------------------
     def int_leaf(self, rt: Int, epath: str, idx: int) -> _Node:
@@ -627,6 +633,7 @@ class _Compiler:
         ordered: list[tuple[int, str | None, _Node]] = []
         encoders: list[Callable[[dict, list], None]] = []
         known: list[str] = []
+        starts: dict[str, int] = {}
         for kind, start, end, payload in merged:
             if start > offset:
                 fmt_parts.append("%dx" % (start - offset))
@@ -653,6 +660,7 @@ class _Compiler:
                     encoders.append(_region_encoder_all(node))
                 else:
                     node = self.node(m.type, _join(epath, m.name), _join(fpath, m.name), pos)
+                    starts[m.name] = start
                     ordered.append((member_order[id(m)], m.name, node))
                     known.append(m.name)
                     encoders.append(_region_encoder_member(m.name, node))
@@ -712,6 +720,8 @@ class _Compiler:
         node.flat_names = tuple(known)
         if not anon and all(name is not None and n.plain == () for name, n in items):
             node.plain = tuple(known)  # slot order (by offset), which is what struct.pack takes
+        elif not anon and all(name in starts and (n.plain == () or n.be_code) for name, n in items):
+            node.mixed = _mixed_layout(items, starts, size)
         return node
 
     def bitfields(
@@ -844,6 +854,34 @@ class _Compiler:
         node = _Node("%ds" % size, [bytes(size)], dec, enc)
         node.flat_names = all_names
         return node
+
+
+def _mixed_layout(items: list[tuple[Any, _Node]], starts: dict[str, int], size: int) -> tuple[Any, ...]:
+    """Two views of a struct made of host-order and network-order integers: one Struct reading the host-order fields
+    (the others skipped as pad bytes) and one reading the network-order ones, plus how to put the values back in
+    declaration order. Decoding is then two unpacks and one dict, instead of a closure per field."""
+    by_offset = sorted(items, key=lambda item: starts[item[0]])
+    views = []
+    for big in (False, True):
+        parts, pos, names = [], 0, []
+        for name, n in by_offset:
+            width = struct.calcsize("=" + (n.be_code if n.be_code else n.fmt))
+            start = starts[name]
+            if start > pos:
+                parts.append("%dx" % (start - pos))
+            if bool(n.be_code) == big:
+                parts.append(n.be_code if big else n.fmt)
+                names.append(name)
+            else:
+                parts.append("%dx" % width)
+            pos = start + width
+        if size > pos:
+            parts.append("%dx" % (size - pos))
+        views.append((struct.Struct((">" if big else "=") + "".join(parts)), names))
+    (host, host_names), (net, net_names) = views
+    order = host_names + net_names
+    names = tuple(name for name, _n in items)
+    return host, net, names, itemgetter(*[order.index(name) for name in names])
 
 
 def _no_dec(v: tuple) -> None:
@@ -980,6 +1018,7 @@ class Codec:
         self._enc = node.enc
         self._dec = node.dec
         self._plain = node.plain
+        self._mixed = node.mixed
         # itemgetter of one name returns a bare value, not a 1-tuple: wrap it so both shapes unpack the same way.
         if node.plain and len(node.plain) > 1:
             self._plain_get = itemgetter(*node.plain)
@@ -1033,8 +1072,28 @@ class Codec:
                 pass
         return list(map(self.encode, objs))
 
-    def decode(self, data: bytes | bytearray | memoryview, offset: int = 0) -> Any:
+    def decode_many(self, blobs: list[bytes]) -> list[Any]:
+        """decode() of many values (each at least `size` bytes): the fast layouts without a method call per value."""
+        mixed, plain = self._mixed, self._plain
         try:
+            if mixed is not None and len(mixed[2]) > 1:
+                host, net, names, reorder = mixed
+                hu, nu = host.unpack_from, net.unpack_from
+                return [dict(zip(names, reorder(hu(b) + nu(b)))) for b in blobs]
+            if plain:
+                unpack = self._unpack_from
+                return [dict(zip(plain, unpack(b))) for b in blobs]
+        except struct.error:
+            pass  # a short value: the one-by-one path names the problem
+        return list(map(self.decode, blobs))
+
+    def decode(self, data: bytes | bytearray | memoryview, offset: int = 0) -> Any:
+        mixed = self._mixed
+        try:
+            if mixed is not None:
+                host, net, names, reorder = mixed
+                both = host.unpack_from(data, offset) + net.unpack_from(data, offset)
+                return dict(zip(names, reorder(both))) if len(names) > 1 else {names[0]: both[0]}
             vals = self._unpack_from(data, offset)
         except struct.error:
             raise CodecError(self.root, f"expected {self.size} bytes, got {len(data) - offset}") from None

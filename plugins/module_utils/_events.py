@@ -81,7 +81,7 @@ def decode_events(codec: _codec.Codec | None, samples: list[bytes]) -> tuple[lis
         return [s.hex() for s in samples], 0
     size = codec.size
     if all(len(s) >= size for s in samples):
-        return list(map(codec.decode, samples)), 0
+        return codec.decode_many(samples), 0
     decode = codec.decode
     return [decode(s) if len(s) >= size else s.hex() for s in samples], sum(1 for s in samples if len(s) < size)
 

@@ -10,6 +10,7 @@ lock), so an upgrade finds every hook to swap and `state: absent` of the applica
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import os
 import re
@@ -244,8 +245,16 @@ def swap_program(record: dict[str, Any], old_prog_id: int, new_fd: Fd) -> None:
 
 
 def detach_record(record: dict[str, Any]) -> None:
+    """Detach one recorded hook of an application being removed. A hook whose network namespace or interface is gone
+    went with it; removing the application must not fail over it (its pins would be left behind)."""
     spec = _attach.AttachSpec(**record["spec"])
-    for att in _attach.current(spec):
+    try:
+        current = _attach.current(spec)
+    except BpfError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENODEV):
+            return
+        raise
+    for att in current:
         if att.prog_id == record.get("prog_id") or (att.link_pin and att.link_pin == spec.link_pin):
             _attach.detach(spec, att)
 

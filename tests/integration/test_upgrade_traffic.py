@@ -31,7 +31,7 @@ def veth() -> Any:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Any:
+def app(tmp_path: Path, veth: VethPair) -> Any:  # after veth: removed while the namespaces still exist
     name = f"u{uuid.uuid4().hex[:8]}"
     base = {"name": name, "state_dir": str(tmp_path / "state")}
     yield base
@@ -290,3 +290,14 @@ def test_failed_swap_puts_the_old_programs_back(app: dict[str, Any], veth: VethP
     pinned = bpftool("prog", "show", "pinned", f"/sys/fs/bpf/cnf/{app['name']}/progs/xdp_flow")["id"]
     assert pinned == v1  # the v1 program pin is back
     assert state_file.read_text() == state_before
+
+
+def test_removing_an_application_whose_namespace_is_gone(tmp_path: Path) -> None:
+    pair = VethPair()
+    app = {"name": f"g{uuid.uuid4().hex[:8]}", "state_dir": str(tmp_path / "state")}
+    deploy(app, 1)
+    attach(app, pair)
+    pair.close()  # the namespace, its interfaces and their XDP hook are gone
+    removed = run_module("bpf_program", dict(app, state="absent"))
+    assert removed["changed"] is True, removed
+    assert not Path(f"/sys/fs/bpf/cnf/{app['name']}").exists()

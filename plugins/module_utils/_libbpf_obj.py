@@ -159,6 +159,17 @@ def prog_map_ids(fd: Fd) -> list[int]:
 def prog_test_run(fd: Fd, data: bytes, repeat: int = 1) -> tuple[int, bytes]:
     """Run a loaded program once on `data` in the kernel (BPF_PROG_TEST_RUN, e.g. a packet for XDP/tc programs):
     (the program's return value, the data as the program left it)."""
+    opts, out = _test_run(fd, data, repeat)
+    return opts.retval, out.raw[: opts.data_size_out]
+
+
+def prog_test_duration(fd: Fd, data: bytes, repeat: int) -> tuple[int, int]:
+    """(return value, average ns per run) of `repeat` runs on `data`, timed by the kernel itself."""
+    opts, _out = _test_run(fd, data, repeat)
+    return opts.retval, opts.duration
+
+
+def _test_run(fd: Fd, data: bytes, repeat: int) -> tuple[_TestRunOpts, Any]:
     # Both buffers are locals so they outlive the call; the kernel may grow the packet (XDP head/tail adjust).
     inbuf = ctypes.create_string_buffer(data, len(data))
     out = ctypes.create_string_buffer(max(len(data), 1) + 256)
@@ -173,7 +184,7 @@ def prog_test_run(fd: Fd, data: bytes, repeat: int = 1) -> tuple[int, bytes]:
     ret = _lib().bpf_prog_test_run_opts(fd.fd, ctypes.byref(opts))
     if ret < 0:
         raise BpfError("test run", fd.label, -ret)
-    return opts.retval, out.raw[: opts.data_size_out]
+    return opts, out
 
 
 @contextmanager

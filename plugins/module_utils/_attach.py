@@ -618,6 +618,21 @@ def _cls_bpf_request(spec: AttachSpec, prog_fd: Fd, name: str) -> dict[str, Any]
     }
 
 
+def _cls_bpf_attachment(spec: AttachSpec, info: dict[str, Any], ifindex: int, priority: int, handle: int) -> Attachment:
+    """The Attachment a cls_bpf filter of program `info` at priority/handle on ifindex is."""
+    return Attachment(
+        info["id"],
+        info["name"],
+        info["tag"],
+        "netlink",
+        "cls_bpf",
+        ifindex=ifindex,
+        hook=spec.hook(),
+        priority=priority,
+        handle=handle,
+    )
+
+
 def _cls_bpf_attach(spec: AttachSpec, prog_fd: Fd) -> Attachment:
     _need_pyroute2(spec)
     info = _libbpf.prog_info(prog_fd)
@@ -638,17 +653,7 @@ def _cls_bpf_attach(spec: AttachSpec, prog_fd: Fd) -> Attachment:
                 ipr.tc("add-filter", "bpf", ifindex, spec.handle, **_cls_bpf_request(spec, prog_fd, info["name"]))
             except NetlinkError as exc:
                 raise _netlink_error(exc, "attach", spec) from exc
-    return Attachment(
-        info["id"],
-        info["name"],
-        info["tag"],
-        "netlink",
-        "cls_bpf",
-        ifindex=ifindex,
-        hook=spec.hook(),
-        priority=spec.priority,
-        handle=spec.handle,
-    )
+    return _cls_bpf_attachment(spec, info, ifindex, spec.priority, spec.handle)
 
 
 def _cls_bpf_replace(spec: AttachSpec, old: Attachment, new_prog_fd: Fd) -> Attachment:
@@ -677,17 +682,7 @@ def _cls_bpf_replace(spec: AttachSpec, old: Attachment, new_prog_fd: Fd) -> Atta
                 ipr.tc("change-filter", "bpf", ifindex, old.handle, **request)
             except NetlinkError as exc:
                 raise _netlink_error(exc, "replace", spec) from exc
-    return Attachment(
-        info["id"],
-        info["name"],
-        info["tag"],
-        "netlink",
-        "cls_bpf",
-        ifindex=ifindex,
-        hook=spec.hook(),
-        priority=old.priority,
-        handle=old.handle,
-    )
+    return _cls_bpf_attachment(spec, info, ifindex, old.priority, old.handle)
 
 
 def _cls_bpf_detach(spec: AttachSpec, att: Attachment) -> None:

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from flows import FLOW_KEY, FLOW_STATS
 
 from ansible_collections.cnf.ebpf.plugins.module_utils import _btf, _maps
 from ansible_collections.cnf.ebpf.plugins.module_utils._codec import compile_codec
@@ -60,22 +61,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfMap
 REPO = Path(__file__).resolve().parents[1]
 COLLECTIONS = REPO / ".build" / "collections"
 
-FLOW_KEY = {
-    "name": "flow_key",
-    "packed": True,
-    "fields": [
-        {"name": "src_ip", "type": "u32"},
-        {"name": "dst_ip", "type": "u32"},
-        {"name": "src_port", "type": "u16"},
-        {"name": "dst_port", "type": "u16"},
-        {"name": "protocol", "type": "u8"},
-    ],
-}
 STATS_FIELDS = ("packets", "bytes", "first_seen", "last_seen")
-FLOW_STATS = {
-    "name": "flow_stats",
-    "fields": [{"name": n, "type": "u64"} for n in STATS_FIELDS],
-}
 KEY_FIELDS = ("src_ip", "dst_ip", "src_port", "dst_port", "protocol")
 KEY_STRUCT = struct.Struct("<IIHHB")  # packed: 13 bytes, host (x86: little) byte order as the codec writes it
 VALUE_STRUCT = struct.Struct("<4Q")

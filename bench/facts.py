@@ -17,24 +17,9 @@ import sys
 import time
 import uuid
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf, _facts, _maps
-from ansible_collections.cnf.ebpf.plugins.module_utils._codec import compile_codec
+from flows import create_flow_map
 
-FLOW_KEY = {
-    "name": "flow_key",
-    "packed": True,
-    "fields": [
-        {"name": "src_ip", "type": "__be32"},
-        {"name": "dst_ip", "type": "__be32"},
-        {"name": "src_port", "type": "__be16"},
-        {"name": "dst_port", "type": "__be16"},
-        {"name": "protocol", "type": "u8"},
-    ],
-}
-FLOW_STATS = {
-    "name": "flow_stats",
-    "fields": [{"name": n, "type": "u64"} for n in ("packets", "bytes", "first", "last")],
-}
+from ansible_collections.cnf.ebpf.plugins.module_utils import _facts
 
 
 def timed(func) -> tuple[float, object]:
@@ -44,30 +29,9 @@ def timed(func) -> tuple[float, object]:
 
 
 def bench(n: int, pin_dir: str) -> tuple[float, float]:
-    key_t = _btf.type_from_schema(FLOW_KEY, path="key")
-    value_t = _btf.type_from_schema(FLOW_STATS, path="value")
     path = f"{pin_dir}/flows_{n}"
-    spec = _maps.MapSpec(
-        path=path,
-        type="hash",
-        name="bench",
-        key_size=13,
-        value_size=32,
-        max_entries=n,
-        key_type=key_t,
-        value_type=value_t,
-    )
-    key_codec = compile_codec(key_t, root="key")
-    value_codec = compile_codec(value_t, root="value")
-    with _maps.create_map(spec) as bpf_map:
-        bpf_map.pin(path)
-        keys = key_codec.encode_many(
-            [{"src_ip": i, "dst_ip": 7, "src_port": i & 0xFFFF, "dst_port": 443, "protocol": 6} for i in range(n)]
-        )
-        values = value_codec.encode_many(
-            [{"packets": i, "bytes": (i * 7919) % 1000003, "first": 1, "last": 2} for i in range(n)]
-        )
-        bpf_map.update_many(list(zip(keys, values)))
+    bpf_map, _keys, _values = create_flow_map(path, n, lambda i: (i * 7919) % 1000003)
+    bpf_map.close()
     ours, result = min(
         (timed(lambda: _facts.map_contents({"path": path, "top": 100, "sort_by": "bytes"})) for _i in range(3)),
         key=lambda r: r[0],

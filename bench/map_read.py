@@ -17,24 +17,7 @@ import sys
 import time
 import uuid
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf, _maps
-from ansible_collections.cnf.ebpf.plugins.module_utils._codec import compile_codec
-
-FLOW_KEY = {
-    "name": "flow_key",
-    "packed": True,
-    "fields": [
-        {"name": "src_ip", "type": "u32"},
-        {"name": "dst_ip", "type": "u32"},
-        {"name": "src_port", "type": "u16"},
-        {"name": "dst_port", "type": "u16"},
-        {"name": "protocol", "type": "u8"},
-    ],
-}
-FLOW_STATS = {
-    "name": "flow_stats",
-    "fields": [{"name": n, "type": "u64"} for n in ("packets", "bytes", "first", "last")],
-}
+from flows import create_flow_map
 
 
 def best_of(runs: int, func) -> float:
@@ -47,33 +30,9 @@ def best_of(runs: int, func) -> float:
 
 
 def bench(n: int, pin_dir: str) -> tuple[float, float]:
-    key_t = _btf.type_from_schema(FLOW_KEY, path="key")
-    value_t = _btf.type_from_schema(FLOW_STATS, path="value")
     path = f"{pin_dir}/flows_{n}"
-    spec = _maps.MapSpec(
-        path=path,
-        type="hash",
-        name="bench",
-        key_size=13,
-        value_size=32,
-        max_entries=n,
-        key_type=key_t,
-        value_type=value_t,
-    )
-    key_codec = compile_codec(key_t, root="key")
-    value_codec = compile_codec(value_t, root="value")
-    with _maps.create_map(spec) as bpf_map:
-        bpf_map.pin(path)
-        pairs = [
-            (
-                key_codec.encode(
-                    {"src_ip": i, "dst_ip": ~i & 0xFFFFFFFF, "src_port": i & 0xFFFF, "dst_port": 443, "protocol": 6}
-                ),
-                value_codec.encode({"packets": i, "bytes": i * 1500, "first": i, "last": i + 1}),
-            )
-            for i in range(n)
-        ]
-        bpf_map.update_many(pairs)
+    bpf_map, key_codec, value_codec = create_flow_map(path, n, lambda i: i * 1500)
+    with bpf_map:
 
         def ours() -> None:
             decoded = [(key_codec.decode(k), value_codec.decode(v)) for k, v in bpf_map.items()]

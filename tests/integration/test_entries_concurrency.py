@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -86,11 +85,16 @@ def test_concurrent_overridden_ends_with_exactly_one_content(pin_dir: Path, tmp_
     assert len(winners) == 5
 
 
+def _lock_name(map_id: int) -> str:
+    # The map's own lock file; application locks (app-<name>.lock) live in the same directory.
+    return f"map-{map_id}.lock"
+
+
 def _held_lock_types(map_id: int) -> dict[int, str]:
     """pid -> lock kind (FLOCK/POSIX/OFDLCK) for every lock held on a lock file of this map under /run/cnf-ebpf."""
     if not LOCK_DIR.is_dir():
         return {}
-    inodes = {f.stat().st_ino for f in LOCK_DIR.iterdir() if re.search(rf"(?<!\d){map_id}(?!\d)", f.name)}
+    inodes = {f.stat().st_ino for f in LOCK_DIR.iterdir() if f.name == _lock_name(map_id)}
     held: dict[int, str] = {}
     for line in Path("/proc/locks").read_text().splitlines():
         parts = line.split()
@@ -158,7 +162,7 @@ def test_lock_timeout_when_the_lock_is_held(pin_dir: Path, tmp_path: Path) -> No
     thread.join()
     assert "error" not in box, box.get("error")
     before = raw_items(path)
-    lock_files = [f for f in LOCK_DIR.iterdir() if re.search(rf"(?<!\d){map_id}(?!\d)", f.name)]
+    lock_files = [f for f in LOCK_DIR.iterdir() if f.name == _lock_name(map_id)]
     assert len(lock_files) == 1, lock_files
     # Hold it ourselves, in a child process so POSIX locks are not shared with a thread of ours.
     holder = subprocess.Popen(

@@ -33,7 +33,7 @@
 #endif
 
 struct flow_key {
-	__u8 src[16];
+	__u8 src[16];	/* IPv6, or IPv4-mapped IPv6 (::ffff:a.b.c.d) for IPv4 */
 	__u8 dst[16];
 	__be16 src_port;
 	__be16 dst_port;
@@ -234,8 +234,14 @@ static __always_inline int parse_packet(struct xdp_md *ctx, struct flow_key *key
 			return -1;
 		key->family = AF_INET;
 		key->proto = iph->protocol;
-		__builtin_memcpy(key->src, &iph->saddr, 4);
-		__builtin_memcpy(key->dst, &iph->daddr, 4);
+		/* IPv4-mapped (::ffff:a.b.c.d): one 16-byte address field for both families, which userspace reads
+		 * with the "ip" format as dotted IPv4 */
+		key->src[10] = 0xff;
+		key->src[11] = 0xff;
+		key->dst[10] = 0xff;
+		key->dst[11] = 0xff;
+		__builtin_memcpy(key->src + 12, &iph->saddr, 4);
+		__builtin_memcpy(key->dst + 12, &iph->daddr, 4);
 		if (iph->frag_off & bpf_htons(IP_OFFSET_MASK))
 			return 0; /* a later fragment: no L4 header in it */
 		parse_l4(key, (void *)iph + hdr_len, data_end);

@@ -49,8 +49,10 @@ __all__ = [
     "hexdump_codec",
 ]
 
-FORMATS = ("ipv4", "ipv6", "mac", "hex", "be")
-_WHOLE_WIDTH = {"ipv4": 4, "ipv6": 16, "mac": 6}
+FORMATS = ("ipv4", "ipv6", "ip", "mac", "hex", "be")
+# "ip" is a 16-byte address holding either family, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d, RFC 4291 2.5.5.2).
+_WHOLE_WIDTH = {"ipv4": 4, "ipv6": 16, "ip": 16, "mac": 6}
+_V4_MAPPED = bytes(10) + b"\xff\xff"
 _LITTLE = sys.byteorder == "little"
 _INT_ONLY = {int}
 _DICT_ONLY = {dict}
@@ -124,6 +126,10 @@ def _ipv6_text(b: bytes) -> str:
     return str(ipaddress.IPv6Address(b))
 
 
+def _ip_text(b: bytes) -> str:
+    return _ipv4_text(b[12:]) if b[:12] == _V4_MAPPED else str(ipaddress.IPv6Address(b))
+
+
 def _mac_text(b: bytes) -> str:
     return ":".join(f"{x:02x}" for x in b)
 
@@ -143,6 +149,9 @@ def _text_to_bytes(fmt: str, val: Any, path: str, width: int) -> bytes:
             return bytes(int(p, 16) for p in parts)
         raise CodecError(path, f"{val!r} is not a MAC address")
     try:
+        if fmt == "ip":
+            addr = ipaddress.ip_address(text)
+            return _V4_MAPPED + addr.packed if addr.version == 4 else addr.packed
         addr = ipaddress.IPv4Address(text) if fmt == "ipv4" else ipaddress.IPv6Address(text)
     except ValueError:
         raise CodecError(path, f"{val!r} is not an {_FORMAT_NOUN[fmt]}") from None
@@ -150,7 +159,7 @@ def _text_to_bytes(fmt: str, val: Any, path: str, width: int) -> bytes:
 
 
 _NUMERIC = re.compile(r"^\s*[-+]?(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|\d+)\s*$")
-_FORMAT_NOUN = {"ipv4": "IPv4 address", "ipv6": "IPv6 address", "mac": "MAC address"}
+_FORMAT_NOUN = {"ipv4": "IPv4 address", "ipv6": "IPv6 address", "ip": "IP address", "mac": "MAC address"}
 
 
 def _hex_to_bytes(val: Any, path: str, width: int) -> bytes:
@@ -328,7 +337,7 @@ class _Compiler:
         raise CodecError(fpath, f"format {fmt!r} does not apply to {_describe(rt)}")
 
     def text_leaf(self, fmt: str, width: int, epath: str, idx: int) -> _Node:
-        to_text = {"ipv4": _ipv4_text, "ipv6": _ipv6_text, "mac": _mac_text}[fmt]
+        to_text = {"ipv4": _ipv4_text, "ipv6": _ipv6_text, "ip": _ip_text, "mac": _mac_text}[fmt]
 
         def dec(v: tuple) -> str:
             return to_text(v[idx])
@@ -1115,7 +1124,7 @@ def compile_codec(t: BtfType, formats: Mapping[str, str] | None = None, root: st
 
     ``formats`` maps dotted field paths rooted at ``root`` (``key``, ``value.inner.addr``;
     arrays are transparent, so ``value.hosts.ip`` names the ``ip`` of every element) to one of
-    ipv4, ipv6, mac, hex, be.  Unknown formats, paths that name no field and formats that do not
+    ipv4, ipv6, ip, mac, hex, be.  Unknown formats, paths that name no field and formats that do not
     fit their field raise CodecError at compile time.
     """
     comp = _Compiler(formats, root)

@@ -443,7 +443,7 @@ def encode_constants(
 ) -> bytes:
     """A new .rodata image: `current` with each named constant encoded through its BTF type.
 
-    `formats` maps field paths rooted at `constants.<name>` to a codec text format (ipv4, ipv6, mac, hex, be)."""
+    `formats` maps field paths rooted at `constants.<name>` to a codec text format (ipv4, ipv6, ip, mac, hex, be)."""
     if not isinstance(constants, Mapping):
         raise ObjectParamError(
             "constants", f"expected a dict of constant names to values, got {type(constants).__name__}"

@@ -75,7 +75,7 @@ options:
   formats:
     description:
       - Text forms by field path, rooted at C(event) (C(event.saddr), C(event.flow.dst)), as in
-        M(cnf.ebpf.bpf_map_entries); one of C(ipv4), C(ipv6), C(mac), C(hex), C(be). C(__be16)/C(__be32) fields
+        M(cnf.ebpf.bpf_map_entries); one of C(ipv4), C(ipv6), C(ip), C(mac), C(hex), C(be). C(__be16)/C(__be32) fields
         default to C(be) (their number in host order).
     type: dict
     default: {}

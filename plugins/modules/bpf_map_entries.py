@@ -87,7 +87,8 @@ options:
   formats:
     description:
       - Text forms by field path, rooted at C(key) or C(value) (C(key.src_ip), C(value.addr)). One of C(ipv4),
-        C(ipv6), C(mac), C(hex), C(be) (network byte order). C(__be16)/C(__be32) fields default to C(be),
+        C(ipv6), C(ip) (16 bytes of either family, IPv4 as IPv4-mapped C(::ffff:a.b.c.d)), C(mac), C(hex), C(be)
+        (network byte order). C(__be16)/C(__be32) fields default to C(be),
         C(struct in_addr) to C(ipv4) and C(struct in6_addr) to C(ipv6).
     type: dict
     default: {}

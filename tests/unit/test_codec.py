@@ -307,6 +307,19 @@ def test_ipv6_format(spec):
     assert error(c, "2001:db8::g") == "value: '2001:db8::g' is not an IPv6 address"
 
 
+def test_ip_format_holds_either_family_ipv4_mapped():
+    c = codec("u8[16]", {"value": "ip"})
+    raw = c.encode("10.1.2.3")
+    assert raw == bytes(10) + b"\xff\xff" + bytes([10, 1, 2, 3])
+    assert c.decode(raw) == "10.1.2.3"
+    assert c.decode(c.encode("::ffff:10.1.2.3")) == "10.1.2.3"  # the mapped form is the same address
+    assert c.decode(c.encode("2001:db8::1")) == "2001:db8::1"
+    assert c.decode(bytes(16)) == "::"
+    assert error(c, "10.1.2") == "value: '10.1.2' is not an IP address"
+    with pytest.raises(CodecError, match="value: format 'ip' does not apply to u32"):
+        codec("u32", {"value": "ip"})
+
+
 def test_mac_format():
     c = codec("u8[6]", {"value": "mac"})
     assert c.encode("AA-bb-cc-dd-ee-ff") == bytes.fromhex("aabbccddeeff")
@@ -393,7 +406,7 @@ def test_in_addr_defaults():
         ({"value.a": "ipv6"}, "value.a: format 'ipv6' does not apply to u32"),
         ({"value.flag": "be"}, "value.flag: format 'be' does not apply to bool"),
         ({"value.bf": "be"}, "value.bf: format 'be' does not apply to bitfields"),
-        ({"value.a": "ipv5"}, "value.a: unknown format 'ipv5' (expected one of ipv4, ipv6, mac, hex, be)"),
+        ({"value.a": "ipv5"}, "value.a: unknown format 'ipv5' (expected one of ipv4, ipv6, ip, mac, hex, be)"),
         ({"value.nope": "hex"}, "value.nope: no such field in struct (anon)"),
         (
             {"value.inner.x": "hex", "value.inner": "hex"},

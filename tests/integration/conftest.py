@@ -88,6 +88,57 @@ def run_playbook(workdir: Path, tasks: list[dict[str, Any]], check: bool = False
     return results
 
 
+class RoleRun:
+    """One ansible-playbook run of roles on localhost: return code, the recap's counters, the output and the
+    variables asked for (read after the roles ran)."""
+
+    def __init__(self, rc: int, stats: dict[str, int], stdout: str, variables: dict[str, Any]) -> None:
+        self.rc, self.stats, self.stdout, self.variables = rc, stats, stdout, variables
+
+    @property
+    def changed(self) -> int:
+        return self.stats.get("changed", -1)
+
+
+def run_role(
+    workdir: Path,
+    roles: list[dict[str, Any]],
+    collect: tuple[str, ...] = (),
+    check: bool = False,
+    diff: bool = False,
+    extra_vars: dict[str, Any] | None = None,
+) -> RoleRun:
+    """Run `roles` ([{role: cnf.ebpf.x, vars: {...}}]) on localhost; `collect` names variables to bring back."""
+    out = workdir / f"vars-{uuid.uuid4().hex[:6]}.json"
+    play: dict[str, Any] = {"hosts": "localhost", "gather_facts": False, "roles": roles}
+    if collect:
+        content = "{{ {" + ", ".join(f"'{n}': {n} | default(none)" for n in collect) + "} | to_json }}"
+        play["post_tasks"] = [
+            {
+                "ansible.builtin.copy": {"dest": str(out), "content": content, "mode": "0600"},
+                "check_mode": False,
+                "changed_when": False,
+            }
+        ]
+    book = workdir / f"play-{uuid.uuid4().hex[:6]}.yml"
+    book.write_text(yaml.safe_dump([play], sort_keys=False))
+    cmd = ["ansible-playbook", "-i", "localhost,", "-c", "local", str(book)]
+    if check:
+        cmd.append("--check")
+    if diff:
+        cmd.append("--diff")
+    if extra_vars:
+        cmd += ["-e", json.dumps(extra_vars)]
+    env = dict(
+        os.environ, ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_NOCOLOR="1"
+    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    recap = [line for line in proc.stdout.splitlines() if line.startswith("localhost")]
+    stats = {k: int(v) for k, v in (item.split("=") for item in recap[-1].split(":", 1)[1].split())} if recap else {}
+    variables = json.loads(out.read_text()) if out.exists() else {}
+    return RoleRun(proc.returncode, stats, proc.stdout + proc.stderr, variables)
+
+
 def compile_bpf(src: Path, out: Path) -> Path:
     """clang -target bpf with the multiarch include dir Debian keeps <asm/types.h> in."""
     multiarch = f"/usr/include/{platform.machine()}-linux-gnu"

@@ -90,18 +90,34 @@ class VethPair:
 
     # --- traffic -------------------------------------------------------------------------------------------------
 
-    def send_udp(self, ns: str, dst: str, port: int, count: int, payload: bytes = b"cnf-test") -> None:
-        """`count` datagrams from a subprocess in `ns` (ip netns exec: it needs no pins)."""
+    def add_ipv6(self) -> tuple[str, str]:
+        """2001:db8:<n>::1/64 on side a, ::2/64 on side b, no DAD and static neighbours (an XDP program under test
+        may drop neighbour discovery)."""
+        addr_a, addr_b = f"2001:db8:{self.subnet:x}::1", f"2001:db8:{self.subnet:x}::2"
+        ip("-n", self.ns_a, "addr", "add", f"{addr_a}/64", "dev", self.if_a, "nodad")
+        ip("-n", self.ns_b, "addr", "add", f"{addr_b}/64", "dev", self.if_b, "nodad")
+        mac_a, mac_b = self.mac(self.ns_a, self.if_a), self.mac(self.ns_b, self.if_b)
+        ip("-n", self.ns_a, "neigh", "replace", addr_b, "lladdr", mac_b, "dev", self.if_a, "nud", "permanent")
+        ip("-n", self.ns_b, "neigh", "replace", addr_a, "lladdr", mac_a, "dev", self.if_b, "nud", "permanent")
+        return addr_a, addr_b
+
+    def send_udp(self, ns: str, dst: str, port: int, count: int, payload: bytes = b"cnf-test") -> int:
+        """`count` datagrams (IPv4 or IPv6, by `dst`) from one socket in a subprocess in `ns` (ip netns exec: it
+        needs no pins); returns the source port they were sent from."""
         code = (
             "import socket,sys\n"
-            "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+            "s=socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET,socket.SOCK_DGRAM)\n"
+            "s.bind(('::' if ':' in sys.argv[1] else '0.0.0.0',0))\n"
             "for i in range(int(sys.argv[3])): s.sendto(sys.argv[4].encode(),(sys.argv[1],int(sys.argv[2])))\n"
+            "print(s.getsockname()[1])\n"
         )
-        subprocess.run(
+        proc = subprocess.run(
             ["ip", "netns", "exec", ns, sys.executable, "-c", code, dst, str(port), str(count), payload.decode()],
             check=True,
             capture_output=True,
+            text=True,
         )
+        return int(proc.stdout)
 
     @contextmanager
     def receiver(self, ns: str, addr: str, ports: list[int]) -> Iterator[dict[int, socket.socket]]:

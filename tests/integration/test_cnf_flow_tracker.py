@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from .conftest import run_module
-from .netns import VethPair, drain, entered, ip
+from .netns import VethPair, drain, entered
 
 SRC = str(Path(__file__).resolve().parents[2] / "bpf" / "flow_tracker.c")
 PAYLOAD = b"cnf-test"
@@ -48,31 +48,10 @@ def app(tmp_path: Path, veth: VethPair) -> Any:
     assert not Path(f"/sys/fs/bpf/cnf/{name}").exists()
 
 
-def add_ipv6(veth: VethPair) -> tuple[str, str]:
-    addr_a, addr_b = f"2001:db8:{veth.subnet:x}::1", f"2001:db8:{veth.subnet:x}::2"
-    ip("-n", veth.ns_a, "addr", "add", f"{addr_a}/64", "dev", veth.if_a, "nodad")
-    ip("-n", veth.ns_b, "addr", "add", f"{addr_b}/64", "dev", veth.if_b, "nodad")
-    mac_b = veth.mac(veth.ns_b, veth.if_b)
-    ip("-n", veth.ns_a, "neigh", "replace", addr_b, "lladdr", mac_b, "dev", veth.if_a, "nud", "permanent")
-    return addr_a, addr_b
-
-
 def in_ns(ns: str, code: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["ip", "netns", "exec", ns, sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
     )
-
-
-def send_udp6(ns: str, dst: str, port: int, count: int) -> int:
-    """Datagrams over IPv6; returns the source port they were sent from."""
-    code = (
-        "import socket,sys\n"
-        "s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n"
-        "s.bind(('::',0))\n"
-        "for i in range(int(sys.argv[3])): s.sendto(sys.argv[4].encode(),(sys.argv[1],int(sys.argv[2])))\n"
-        "print(s.getsockname()[1])\n"
-    )
-    return int(in_ns(ns, code, dst, str(port), str(count), PAYLOAD.decode()).stdout)
 
 
 def tcp_syn(ns: str, dst: str, port: int) -> int:
@@ -167,7 +146,7 @@ def test_flow_tracker_counts_every_flow_and_passes_every_packet(app: dict[str, A
     attach.pop("name")
     attached = run_module("bpf_attach", attach)
     assert attached["changed"] is True and attached.get("failed") is not True, attached
-    v6_a, v6_b = add_ipv6(veth)
+    v6_a, v6_b = veth.add_ipv6()
 
     with veth.receiver(veth.ns_b, veth.addr_b, list(UDP_PORTS)) as socks:
         for port, count in UDP_PORTS.items():
@@ -179,7 +158,7 @@ def test_flow_tracker_counts_every_flow_and_passes_every_packet(app: dict[str, A
         sock6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     try:
         sock6.bind((v6_b, V6_PORT))
-        v6_sport = send_udp6(veth.ns_a, v6_b, V6_PORT, V6_COUNT)
+        v6_sport = veth.send_udp(veth.ns_a, v6_b, V6_PORT, V6_COUNT, PAYLOAD)
         assert drain(sock6) == V6_COUNT
     finally:
         sock6.close()

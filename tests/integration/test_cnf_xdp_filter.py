@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from .conftest import REPO, run_module
-from .netns import VethPair, drain, entered, ip
+from .netns import VethPair, drain, entered
 
 FILTER_SRC = str(REPO / "bpf" / "xdp_filter.c")
 PORT = 9100
@@ -122,17 +122,6 @@ def received(veth: VethPair, dst: str, count: int) -> int:
         sock.close()
 
 
-def add_ipv6(veth: VethPair) -> tuple[str, str]:
-    """2001:db8:<n>::1/64 on side a, ::2/64 on side b, no DAD and static neighbours (NDP could be filtered)."""
-    addr_a, addr_b = f"2001:db8:{veth.subnet:x}::1", f"2001:db8:{veth.subnet:x}::2"
-    ip("-n", veth.ns_a, "addr", "add", f"{addr_a}/64", "dev", veth.if_a, "nodad")
-    ip("-n", veth.ns_b, "addr", "add", f"{addr_b}/64", "dev", veth.if_b, "nodad")
-    mac_a, mac_b = veth.mac(veth.ns_a, veth.if_a), veth.mac(veth.ns_b, veth.if_b)
-    ip("-n", veth.ns_a, "neigh", "replace", addr_b, "lladdr", mac_b, "dev", veth.if_a, "nud", "permanent")
-    ip("-n", veth.ns_b, "neigh", "replace", addr_a, "lladdr", mac_a, "dev", veth.if_b, "nud", "permanent")
-    return addr_a, addr_b
-
-
 def test_deny_then_allow_rule_drops_passes_and_counts(xdp: Filter, veth: VethPair) -> None:
     assert received(veth, veth.addr_b, 5) == 5  # no rules, zero config: default ALLOW
     xdp.rules("v4", [(f"{veth.addr_a}/32", rule(1, "DENY"))])
@@ -156,7 +145,7 @@ def test_no_rule_falls_back_to_the_configured_default(xdp: Filter, veth: VethPai
 
 
 def test_ipv6_deny_rule_drops_ipv6_while_ipv4_passes(xdp: Filter, veth: VethPair) -> None:
-    addr_a, addr_b = add_ipv6(veth)
+    addr_a, addr_b = veth.add_ipv6()
     assert received(veth, addr_b, 10) == 10
     xdp.rules("v6", [(f"{addr_a}/128", rule(6, "DENY"))])
     assert received(veth, addr_b, 30) == 0

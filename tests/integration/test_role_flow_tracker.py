@@ -1,0 +1,132 @@
+"""The flow_tracker role against this host: deployed on an interface of a veth sandbox, it reports exactly the flows
+sent through it (5-tuples, packets, bytes; IPv4 and IPv6) in flow_tracker_report, a second run and a check-mode run
+change nothing, an interface dropped from the list is detached, and state=absent leaves no pin behind."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import RoleRun, run_role
+from .netns import VethPair, ip
+
+PAYLOAD = b"cnf-role-flow"
+V4_FRAME = 14 + 20 + 8 + len(PAYLOAD)
+V6_FRAME = 14 + 40 + 8 + len(PAYLOAD)
+SENT_V4 = {7201: 12, 7202: 5, 7203: 1}
+SENT_V6 = {7206: 9}
+
+
+@pytest.fixture
+def veth() -> Iterator[VethPair]:
+    pair = VethPair()
+    yield pair
+    pair.close()
+
+
+class Tracker:
+    def __init__(self, tmp_path: Path, veth: VethPair) -> None:
+        self.tmp_path = tmp_path
+        self.name = f"ftr{uuid.uuid4().hex[:8]}"
+        self.vars: dict[str, Any] = {
+            "flow_tracker_name": self.name,
+            "flow_tracker_state_dir": str(tmp_path / "state"),
+            "flow_tracker_interfaces": [{"name": veth.if_b, "netns": veth.ns_b}],
+        }
+
+    def run(self, check: bool = False, **overrides: Any) -> RoleRun:
+        role_vars = dict(self.vars, **overrides)
+        return run_role(
+            self.tmp_path, [{"role": "cnf.ebpf.flow_tracker", "vars": role_vars}], ("flow_tracker_report",), check
+        )
+
+
+@pytest.fixture
+def tracker(tmp_path: Path, veth: VethPair) -> Iterator[Tracker]:
+    ft = Tracker(tmp_path, veth)
+    yield ft
+    removed = ft.run(flow_tracker_state="absent")
+    assert removed.rc == 0, removed.stdout
+    assert not Path(f"/sys/fs/bpf/cnf/{ft.name}").exists()
+
+
+def xdp_prog_id(ns: str, ifname: str) -> int | None:
+    link = json.loads(ip("-j", "-d", "-n", ns, "link", "show", "dev", ifname))[0]
+    return (link.get("xdp") or {}).get("prog", {}).get("id")
+
+
+def test_flow_tracker_role_reports_the_flows_sent(tracker: Tracker, veth: VethPair) -> None:
+    first = tracker.run()
+    assert first.rc == 0 and first.changed > 0, first.stdout
+    again = tracker.run()
+    assert again.rc == 0 and again.changed == 0, again.stdout
+    checked = tracker.run(check=True)
+    assert checked.rc == 0 and checked.changed == 0, checked.stdout
+    assert xdp_prog_id(veth.ns_b, veth.if_b) is not None
+
+    addr_a, addr_b = veth.add_ipv6()
+    expected = {}
+    for port, count in SENT_V4.items():
+        sport = veth.send_udp(veth.ns_a, veth.addr_b, port, count, PAYLOAD)
+        expected[(2, 17, veth.addr_a, sport, veth.addr_b, port)] = (count, count * V4_FRAME)
+    for port, count in SENT_V6.items():
+        sport = veth.send_udp(veth.ns_a, addr_b, port, count, PAYLOAD)
+        expected[(10, 17, addr_a, sport, addr_b, port)] = (count, count * V6_FRAME)
+
+    gathered = tracker.run(flow_tracker_gather=True, flow_tracker_top=50)
+    assert gathered.rc == 0 and gathered.changed == 0, gathered.stdout
+    report = gathered.variables["flow_tracker_report"]
+    seen = {}
+    for flow in report["flows"]:
+        key, value = flow["key"], flow["value"]
+        if ipaddress.ip_address(key["dst"]).is_multicast:
+            continue  # side a's own MLD reports and router solicitations
+        tup = (key["family"], key["proto"], key["src"], key["src_port"], key["dst"], key["dst_port"])
+        seen[tup] = (value["packets"], value["bytes"])
+    assert seen == expected
+    ranked = [f["value"]["bytes"] for f in report["flows"]]
+    assert ranked == sorted(ranked, reverse=True)  # the top of the table, largest first
+    ifindex = int(veth.link_json(veth.ns_b, veth.if_b)["ifindex"])
+    assert report["interfaces"] == [{"interface": veth.if_b, "netns": veth.ns_b, "ifindex": ifindex}]
+    slots = {c["key"]: c["value"] for c in report["counters"]}
+    assert slots[ifindex % 256]["packets"] >= sum(SENT_V4.values()) + sum(SENT_V6.values())
+    assert report["event_drops"] == 0 and report["changed"] is False
+
+    # A second gathering has deltas and rates against the first (a new socket is a new flow: the interface
+    # counter is what grows).
+    veth.send_udp(veth.ns_a, veth.addr_b, 7201, 4, PAYLOAD)
+    later = tracker.run(flow_tracker_gather=True).variables["flow_tracker_report"]
+    assert later["rates_since"] is not None
+    counter = next(c for c in later["counters"] if c["key"] == ifindex % 256)
+    assert counter["delta"]["packets"] >= 4 and counter["delta"]["bytes"] >= 4 * V4_FRAME
+    assert counter["rate"]["packets"] > 0
+
+
+def test_unlisted_interface_is_detached(tracker: Tracker, veth: VethPair) -> None:
+    # Both ends of the pair, then only side a.
+    both = [{"name": veth.if_b, "netns": veth.ns_b}, {"name": veth.if_a, "netns": veth.ns_a, "xdp_mode": "generic"}]
+    assert tracker.run(flow_tracker_interfaces=both).rc == 0
+    assert xdp_prog_id(veth.ns_a, veth.if_a) is not None and xdp_prog_id(veth.ns_b, veth.if_b) is not None
+    only_a = both[1:]
+    checked = tracker.run(check=True, flow_tracker_interfaces=only_a)
+    assert checked.rc == 0 and checked.changed == 1, checked.stdout
+    assert xdp_prog_id(veth.ns_b, veth.if_b) is not None  # check mode detached nothing
+    dropped = tracker.run(flow_tracker_interfaces=only_a)
+    assert dropped.rc == 0 and dropped.changed == 1, dropped.stdout
+    assert xdp_prog_id(veth.ns_b, veth.if_b) is None
+    assert xdp_prog_id(veth.ns_a, veth.if_a) is not None
+    assert tracker.run(flow_tracker_interfaces=only_a).changed == 0
+
+
+def test_bad_interface_list_fails_before_changing_anything(tracker: Tracker) -> None:
+    bad = tracker.run(flow_tracker_interfaces=[{"netns": "x"}])
+    assert bad.rc != 0
+    assert "name" in bad.stdout and "flow_tracker_interfaces" in bad.stdout
+    assert not Path(f"/sys/fs/bpf/cnf/{tracker.name}").exists()
+    assert not (tracker.tmp_path / "state" / "apps").exists()

@@ -106,9 +106,10 @@ def run_role(
     collect: tuple[str, ...] = (),
     check: bool = False,
     diff: bool = False,
-    extra_vars: dict[str, Any] | None = None,
+    host_vars: dict[str, Any] | None = None,
 ) -> RoleRun:
-    """Run `roles` ([{role: cnf.ebpf.x, vars: {...}}]) on localhost; `collect` names variables to bring back."""
+    """Run `roles` ([{role: cnf.ebpf.x, vars: {...}}]) on localhost; `collect` names variables to bring back;
+    `host_vars` are the inventory's variables for localhost."""
     out = workdir / f"vars-{uuid.uuid4().hex[:6]}.json"
     play: dict[str, Any] = {"hosts": "localhost", "gather_facts": False, "roles": roles}
     if collect:
@@ -122,13 +123,13 @@ def run_role(
         ]
     book = workdir / f"play-{uuid.uuid4().hex[:6]}.yml"
     book.write_text(yaml.safe_dump([play], sort_keys=False))
-    cmd = ["ansible-playbook", "-i", "localhost,", "-c", "local", str(book)]
+    inventory = workdir / f"inventory-{uuid.uuid4().hex[:6]}.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": host_vars or {}}}}))
+    cmd = ["ansible-playbook", "-i", str(inventory), "-c", "local", str(book)]
     if check:
         cmd.append("--check")
     if diff:
         cmd.append("--diff")
-    if extra_vars:
-        cmd += ["-e", json.dumps(extra_vars)]
     env = dict(
         os.environ, ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_NOCOLOR="1"
     )

@@ -119,6 +119,31 @@ class VethPair:
         )
         return int(proc.stdout)
 
+    def udp_through(self, dst: str, count: int, port: int = 9100) -> tuple[int, float]:
+        """`count` datagrams from side a to `dst` (an address of side b) as fast as Python sends them: how many side
+        b's socket received, and how long the send loop took (first to last datagram)."""
+        code = (
+            "import socket,sys,time\n"
+            "s=socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET,socket.SOCK_DGRAM)\n"
+            "dst=(sys.argv[1],int(sys.argv[2]))\n"
+            "start=time.monotonic()\n"
+            "for i in range(int(sys.argv[3])): s.sendto(b'cnf-test',dst)\n"
+            "print(time.monotonic()-start)\n"
+        )
+        with entered(self.ns_b):
+            sock = socket.socket(socket.AF_INET6 if ":" in dst else socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind((dst, port))
+            proc = subprocess.run(
+                ["ip", "netns", "exec", self.ns_a, sys.executable, "-c", code, dst, str(port), str(count)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            return drain(sock), float(proc.stdout)
+        finally:
+            sock.close()
+
     @contextmanager
     def receiver(self, ns: str, addr: str, ports: list[int]) -> Iterator[dict[int, socket.socket]]:
         """UDP sockets bound in `ns` (opened in-process, then used from the original namespace)."""

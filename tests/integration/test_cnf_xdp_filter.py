@@ -4,9 +4,6 @@ default action, per-rule hit counters), for IPv4 and IPv6 sources and the per-so
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,21 +12,10 @@ from typing import Any
 import pytest
 
 from .conftest import REPO, run_module
-from .netns import VethPair, drain, entered
+from .netns import VethPair
 
 FILTER_SRC = str(REPO / "bpf" / "xdp_filter.c")
 PORT = 9100
-
-# The sender reports how long its send loop took (first to last datagram), which bounds the token refill.
-SENDER = (
-    "import socket,sys,time\n"
-    "fam=socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET\n"
-    "s=socket.socket(fam,socket.SOCK_DGRAM)\n"
-    "dst=(sys.argv[1],int(sys.argv[2]))\n"
-    "start=time.monotonic()\n"
-    "for i in range(int(sys.argv[3])): s.sendto(b'cnf-filter',dst)\n"
-    "print(time.monotonic()-start)\n"
-)
 
 
 class Filter:
@@ -98,28 +84,8 @@ def xdp(veth: VethPair, tmp_path: Path) -> Iterator[Filter]:
         filt.remove()
 
 
-def send(veth: VethPair, dst: str, count: int) -> float:
-    """`count` UDP datagrams from side a to `dst`:PORT as fast as Python goes; returns the send loop's seconds."""
-    proc = subprocess.run(
-        ["ip", "netns", "exec", veth.ns_a, sys.executable, "-c", SENDER, dst, str(PORT), str(count)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return float(proc.stdout.strip())
-
-
 def received(veth: VethPair, dst: str, count: int) -> int:
-    """Send `count` datagrams from side a to `dst` (an address of side b) and count what side b's socket gets."""
-    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
-    with entered(veth.ns_b):
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.bind((dst, PORT))
-        send(veth, dst, count)
-        return drain(sock)
-    finally:
-        sock.close()
+    return veth.udp_through(dst, count, PORT)[0]
 
 
 def test_deny_then_allow_rule_drops_passes_and_counts(xdp: Filter, veth: VethPair) -> None:
@@ -156,14 +122,7 @@ def test_ipv6_deny_rule_drops_ipv6_while_ipv4_passes(xdp: Filter, veth: VethPair
 def test_rate_limit_passes_burst_plus_refill(xdp: Filter, veth: VethPair) -> None:
     rate, burst, sent = 100, 10, 200
     xdp.rules("v4", [(f"{veth.addr_a}/32", rule(3, "RATE_LIMIT", rate_pps=rate, burst=burst))])
-    with entered(veth.ns_b):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.bind((veth.addr_b, PORT))
-        elapsed = send(veth, veth.addr_b, sent)
-        got = drain(sock)
-    finally:
-        sock.close()
+    got, elapsed = veth.udp_through(veth.addr_b, sent, PORT)
     assert elapsed < 1.0, f"sending {sent} datagrams took {elapsed:.3f}s; the bound below assumes well under 1s"
     # The bucket starts full (burst) and refills rate/s over the send loop; 5 packets of slack for timing jitter
     # (the loop is timed in the sender, the kernel stamps packets a little later).

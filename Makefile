@@ -9,7 +9,7 @@ PYTHON        ?= python3
 SANITY_PYTHON ?= 3.11
 SANITY_ARGS   ?=
 PYTEST_ARGS   ?=
-DEMO_PLAYBOOK ?= playbooks/quickstart.yml
+DEMO_REPORT   ?= $(CURDIR)/.build/demo-report
 
 ROOT       := $(CURDIR)
 VENV       := $(ROOT)/.venv
@@ -34,10 +34,10 @@ APT_PKGS := make git rsync clang llvm libbpf1 libbpf-dev libelf-dev bpftool \
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: help deps apt-deps venv collection-link bpffs unit integration sanity \
-	lint test demo build clean
+	lint test demo demo-clean build clean
 
 help:
-	@echo "targets: deps collection-link bpffs unit integration sanity lint test demo build clean"
+	@echo "targets: deps collection-link bpffs unit integration sanity lint test demo demo-clean build clean"
 
 ## ---------------------------------------------------------------- setup
 
@@ -161,8 +161,21 @@ test: deps collection-link bpffs
 
 ## ---------------------------------------------------------------- misc
 
+# The sandbox demo: two local "hosts" (demo/inventory.yml), each a pair of network namespaces joined by veth
+# pairs (demo/sandbox.sh); both CNFs deployed with the roles, real traffic, a terminal summary and the HTML report
+# in $(DEMO_REPORT). `make demo-clean` removes the CNFs and the sandbox and checks that nothing is left.
+DEMO_ENV := $(COLL_ENV) ANSIBLE_STDOUT_CALLBACK=default ANSIBLE_DISPLAY_SKIPPED_HOSTS=false
 demo: deps collection-link bpffs
-	$(COLL_ENV) ansible-playbook -i localhost, -c local $(DEMO_PLAYBOOK)
+	demo/sandbox.sh up
+	$(DEMO_ENV) ansible-playbook -i demo/inventory.yml playbooks/deploy.yml
+	PYTHON="$(BIN)/python" demo/sandbox.sh traffic
+	$(DEMO_ENV) ansible-playbook -i demo/inventory.yml playbooks/report.yml -e fleet_report_dest=$(DEMO_REPORT)
+	@echo ">> report: $(DEMO_REPORT)/report.html (clean up with: make demo-clean)"
+
+demo-clean: venv collection-link
+	-$(DEMO_ENV) ansible-playbook -i demo/inventory.yml playbooks/deploy.yml -e cnf_state=absent
+	demo/sandbox.sh down
+	demo/sandbox.sh check
 
 build: venv
 	@mkdir -p "$(BUILD)/dist"

@@ -219,7 +219,7 @@ def cache_key(
     def part(tag: bytes, data: bytes) -> None:
         h.update(tag + len(data).to_bytes(8, "little") + data)
 
-    part(b"format", b"cnf-ebpf-compile-1")
+    part(b"format", b"cnf-ebpf-compile-2")  # 2: objects no longer depend on the source's directory
     part(b"source", source_bytes)
     for path, data in headers:
         part(b"header-path", os.path.relpath(path, source_dir).encode())
@@ -276,7 +276,11 @@ def compile_source(
     digest = cache_key(source_bytes, os.path.dirname(source), headers, flags, version)
 
     out = os.path.join(cache_dir, digest + ".o")
-    command = [clang, *flags, "-c", source, "-o", out]
+    # The key ignores where the source lives, so the object must too: without these the debug info and BTF line info
+    # carry the source's directory, and the same source copied to two places would make two different objects
+    # under one key (whichever compile wrote last would win, and the other deployment would see its object change).
+    relocatable = [f"-fdebug-prefix-map={os.path.dirname(source)}=.", "-fdebug-compilation-dir=."]
+    command = [clang, *flags, *relocatable, "-c", source, "-o", out]
     if os.path.isfile(out) and os.path.getsize(out) > 0:
         return Compiled(out, digest, True, command)
 
@@ -284,7 +288,7 @@ def compile_source(
     fd, tmp = tempfile.mkstemp(prefix=f".{digest}.", suffix=".o.tmp", dir=cache_dir)
     os.close(fd)
     try:
-        _run_clang(source, [clang, *flags, "-c", source, "-o", tmp], shown=command)
+        _run_clang(source, [clang, *flags, *relocatable, "-c", source, "-o", tmp], shown=command)
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     finally:

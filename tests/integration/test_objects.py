@@ -74,6 +74,20 @@ def test_compile_twice_second_is_a_cache_hit(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == [f"{first.digest}.o"]
 
 
+def test_the_same_source_in_two_places_compiles_to_the_same_object(tmp_path: Path) -> None:
+    """Two applications deploy copies of one source from their own directories: one cache key, so one object, byte
+    for byte, whichever compiles first (the source's directory must not leak into debug info or BTF)."""
+    objects = []
+    for place in ("app-one", "app-two/nested"):
+        src = tmp_path / place / "obj_counter.c"
+        src.parent.mkdir(parents=True)
+        src.write_bytes((DATA / "obj_counter.c").read_bytes())
+        compiled = compile_source(str(src), cache_dir=str(tmp_path / f"cache-{len(objects)}"))
+        objects.append((compiled.digest, Path(compiled.path).read_bytes()))
+    assert objects[0] == objects[1]
+    assert str(tmp_path).encode() not in objects[0][1]
+
+
 def test_inspect_reports_programs_maps_and_constants(counter_obj: str) -> None:
     before = prog_ids_named("xdp_counter")
     spec = inspect_object(counter_obj, object_name="obj_counter")

@@ -1,0 +1,140 @@
+# Copyright: (c) 2026, cnf.ebpf contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""cnf.ebpf.fleet_report: the per-host reports of the CNF roles (flow_tracker_report, xdp_filter_report) folded into
+one fleet-wide model: hosts with their drift and errors, top talkers, interface counters and rule hits. Pure data in,
+data out; the fleet_report role renders it as HTML, CSV and JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
+IF_SLOTS = 256  # flow_tracker counts interfaces by ifindex % 256
+
+
+def _number(value: Any) -> float:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def _rate(entry: Mapping[str, Any], field: str) -> float | None:
+    rate = entry.get("rate") or {}
+    return rate.get(field)
+
+
+def _flows(host: str, report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for entry in report.get("flows") or []:
+        key, value = entry.get("key") or {}, entry.get("value") or {}
+        proto = key.get("proto")
+        rows.append(
+            {
+                "host": host,
+                "family": "ipv6" if key.get("family") == 10 else "ipv4",
+                "proto": PROTOCOLS.get(proto, str(proto)),
+                "src": key.get("src"),
+                "src_port": key.get("src_port"),
+                "dst": key.get("dst"),
+                "dst_port": key.get("dst_port"),
+                "packets": _number(value.get("packets")),
+                "bytes": _number(value.get("bytes")),
+                "bytes_per_s": _rate(entry, "bytes"),
+            }
+        )
+    return rows
+
+
+def _interfaces(host: str, report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    counters = {entry.get("key"): entry for entry in report.get("counters") or []}
+    rows = []
+    for iface in report.get("interfaces") or []:
+        ifindex = iface.get("ifindex")
+        entry = counters.get(ifindex % IF_SLOTS) if isinstance(ifindex, int) else None
+        value = (entry or {}).get("value") or {}
+        rows.append(
+            {
+                "host": host,
+                "interface": iface.get("interface"),
+                "netns": iface.get("netns"),
+                "packets": _number(value.get("packets")),
+                "bytes": _number(value.get("bytes")),
+                "packets_per_s": _rate(entry or {}, "packets"),
+                "bytes_per_s": _rate(entry or {}, "bytes"),
+            }
+        )
+    return rows
+
+
+def _rules(host: str, report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "host": host,
+            "cidr": rule.get("cidr"),
+            "action": rule.get("action"),
+            "id": rule.get("id"),
+            "hits": _number(rule.get("hits")),
+            "hits_per_s": rule.get("hits_per_s"),
+        }
+        for rule in report.get("rules") or []
+    ]
+
+
+def fleet_report(
+    hostvars: Mapping[str, Any], hosts: list[str], failed: list[str] | None = None, top: int = 20
+) -> dict[str, Any]:
+    """The fleet model from `hostvars` of `hosts`; `failed` hosts (unreachable or failed in the play) are errors."""
+    failed_set = set(failed or [])
+    host_rows, flows, interfaces, rules = [], [], [], []
+    for host in hosts:
+        hv = hostvars.get(host) or {}
+        tracker = hv.get("flow_tracker_report")
+        filt = hv.get("xdp_filter_report")
+        error = None
+        if host in failed_set:
+            error = "the play failed on this host or could not reach it"
+        elif tracker is None and filt is None:
+            error = "no CNF report gathered (run the CNF roles with *_gather: true)"
+        drift = [
+            name for name, report in (("flow_tracker", tracker), ("xdp_filter", filt)) if (report or {}).get("changed")
+        ]
+        host_rows.append(
+            {
+                "host": host,
+                "flow_tracker": tracker is not None,
+                "xdp_filter": filt is not None,
+                "flows": _number((tracker or {}).get("flow_count")),
+                "event_drops": _number((tracker or {}).get("event_drops")),
+                "rules": len((filt or {}).get("rules") or []),
+                "drift": drift,
+                "error": error,
+                "gathered_at": (tracker or filt or {}).get("gathered_at"),
+            }
+        )
+        if tracker:
+            flows += _flows(host, tracker)
+            interfaces += _interfaces(host, tracker)
+        if filt:
+            rules += _rules(host, filt)
+    flows.sort(key=lambda row: (row["bytes"], row["packets"]), reverse=True)
+    interfaces.sort(key=lambda row: (row["host"], str(row["netns"]), str(row["interface"])))
+    rules.sort(key=lambda row: row["hits"], reverse=True)
+    return {
+        "hosts": host_rows,
+        "talkers": flows[: int(top)],
+        "interfaces": interfaces,
+        "rules": rules,
+        "totals": {
+            "hosts": len(host_rows),
+            "hosts_with_errors": sum(1 for row in host_rows if row["error"]),
+            "hosts_with_drift": sum(1 for row in host_rows if row["drift"]),
+            "flows": sum(row["flows"] for row in host_rows),
+            "packets": sum(row["packets"] for row in interfaces),
+            "bytes": sum(row["bytes"] for row in interfaces),
+            "rule_hits": sum(row["hits"] for row in rules),
+        },
+    }
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"fleet_report": fleet_report}

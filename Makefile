@@ -29,15 +29,15 @@ COLL_ENV := PYTHONPATH=$(COLL_PATH) \
 	ANSIBLE_PYTHON_INTERPRETER=$(BIN)/python
 
 APT_PKGS := make git rsync clang llvm libbpf1 libbpf-dev libelf-dev bpftool \
-	iproute2 python3-venv shellcheck
+	iproute2 python3-venv shellcheck chromium chromium-driver
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: help deps apt-deps venv collection-link bpffs unit integration sanity \
-	lint test demo demo-clean build clean
+	lint test demo demo-clean demo-check build clean
 
 help:
-	@echo "targets: deps collection-link bpffs unit integration sanity lint test demo demo-clean build clean"
+	@echo "targets: deps collection-link bpffs unit integration sanity lint test demo demo-clean demo-check build clean"
 
 ## ---------------------------------------------------------------- setup
 
@@ -137,10 +137,12 @@ lint: venv collection-link
 	echo ">> antsibull-changelog lint"; antsibull-changelog lint || rc=1; \
 	exit $$rc
 
-# Runs every suite even if an earlier one fails; fails if any failed.
+# Runs every suite even if an earlier one fails; fails if any failed. demo-check runs the README's demo and its
+# cleanup, as a user on a fresh machine would.
+SUITES := unit integration sanity lint demo-check
 test: deps collection-link bpffs
 	@fail=""; rm -rf "$(STATUS_DIR)"; mkdir -p "$(STATUS_DIR)"; \
-	for t in unit integration sanity lint; do \
+	for t in $(SUITES); do \
 	  echo "================================================= make $$t"; \
 	  if $(MAKE) --no-print-directory $$t; then \
 	    [ -e "$(STATUS_DIR)/$$t.empty" ] || touch "$(STATUS_DIR)/$$t.passed"; \
@@ -149,7 +151,7 @@ test: deps collection-link bpffs
 	  fi; \
 	done; \
 	echo "================================================= summary"; \
-	for t in unit integration sanity lint; do \
+	for t in $(SUITES); do \
 	  for s in passed empty failed; do \
 	    if [ -e "$(STATUS_DIR)/$$t.$$s" ]; then printf '%-12s %s\n' "$$t" "$$(echo $$s | tr a-z A-Z)"; fi; \
 	  done; \
@@ -166,6 +168,7 @@ test: deps collection-link bpffs
 # in $(DEMO_REPORT). `make demo-clean` removes the CNFs and the sandbox and checks that nothing is left.
 DEMO_ENV := $(COLL_ENV) ANSIBLE_STDOUT_CALLBACK=default ANSIBLE_DISPLAY_SKIPPED_HOSTS=false
 demo: deps collection-link bpffs
+	rm -rf "$(DEMO_REPORT)"
 	demo/sandbox.sh up
 	$(DEMO_ENV) ansible-playbook -i demo/inventory.yml playbooks/deploy.yml
 	PYTHON="$(BIN)/python" demo/sandbox.sh traffic
@@ -176,6 +179,13 @@ demo-clean: venv collection-link
 	-$(DEMO_ENV) ansible-playbook -i demo/inventory.yml playbooks/deploy.yml -e cnf_state=absent
 	demo/sandbox.sh down
 	demo/sandbox.sh check
+
+# The demo, then its cleanup whatever the demo did; fails if either failed or anything is left behind.
+demo-check:
+	@rc=0; $(MAKE) --no-print-directory demo || rc=$$?; \
+	$(MAKE) --no-print-directory demo-clean || rc=1; \
+	test -s "$(DEMO_REPORT)/report.html" || { echo "no report was written"; rc=1; }; \
+	exit $$rc
 
 build: venv
 	@mkdir -p "$(BUILD)/dist"

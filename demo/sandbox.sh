@@ -35,10 +35,11 @@ up_one() {
         done
     done
     # Static neighbours: no packet waits for ARP/NDP, and a deny rule cannot starve address resolution.
-    local mac
+    local mac net
     for dev in ft0 fw0; do
         mac=$(ip -n "$ns" -j link show dev "$dev" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
-        local net=$([ "$dev" = ft0 ] && echo 77 || echo 78)
+        net=78
+        if [ "$dev" = ft0 ]; then net=77; fi
         ip -n "$peer" neigh replace "10.$net.$n.1" lladdr "$mac" dev "${dev}p" nud permanent
         ip -n "$peer" neigh replace "fd00:$net:$n::1" lladdr "$mac" dev "${dev}p" nud permanent
         mac=$(ip -n "$peer" -j link show dev "${dev}p" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
@@ -67,7 +68,7 @@ case "${1:-}" in
         pins=$(ls -d /sys/fs/bpf/cnf/demo_* 2>/dev/null || true)
         state=$(ls /var/lib/cnf-ebpf/apps/demo_* 2>/dev/null || true)
         if [ -n "$left$pins$state" ]; then
-            echo "left behind:" $left $pins $state
+            echo "left behind: $left $pins $state"
             exit 1
         fi
         echo "nothing of the demo is left (namespaces, pins, state)" ;;

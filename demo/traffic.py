@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Demo traffic for one sandbox host (demo/sandbox.sh traffic): flows through the flow tracker's interface and
 packets from allowed, denied and rate-limited sources through the XDP filter's, all inside the sandbox's
 namespaces. Prints what was sent and what arrived. Usage: traffic.py HOST N (as root)."""
@@ -9,10 +8,8 @@ import ctypes
 import os
 import socket
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -53,16 +50,14 @@ def drain(sock: socket.socket) -> int:
         return got
 
 
-def flow(host_ns: str, peer_ns: str, src: str, dst: str, port: int, count: int, size: int, pace: float = 0) -> int:
+def flow(host_ns: str, peer_ns: str, src: str, dst: str, port: int, count: int, size: int) -> int:
     """`count` datagrams of `size` bytes from src to dst:port; returns how many arrived."""
     receiver = udp(host_ns, "", dst, port)
     sender = udp(peer_ns, src, dst, port)
     try:
         payload = b"x" * size
-        for _ in range(count):
+        for _sent in range(count):
             sender.sendto(payload, (dst, port))
-            if pace:
-                time.sleep(pace)
         return drain(receiver)
     finally:
         sender.close()
@@ -70,28 +65,28 @@ def flow(host_ns: str, peer_ns: str, src: str, dst: str, port: int, count: int, 
 
 
 def main() -> None:
+    if len(sys.argv) != 3:
+        sys.exit("usage: traffic.py HOST N (see demo/sandbox.sh traffic)")
     host, n = sys.argv[1], int(sys.argv[2])
     host_ns, peer_ns = f"cnfdemo-{host}", f"cnfdemo-{host}-peer"
-    cases: list[tuple[str, Callable[[], int], int]] = []
-
-    def case(label: str, count: int, **kw: Any) -> None:
-        cases.append((label, lambda: flow(host_ns, peer_ns, count=count, **kw), count))
-
-    # Through ft0 (the flow tracker): a few flows of different weight, both families.
-    case("tracker udp 10.77.%d.2 -> :8080 (1200 B)" % n, 100 * n, src=f"10.77.{n}.2", dst=f"10.77.{n}.1", port=8080, size=1200)
-    case("tracker udp 10.77.%d.2 -> :443 (800 B)" % n, 60, src=f"10.77.{n}.2", dst=f"10.77.{n}.1", port=443, size=800)
-    case("tracker udp 10.77.%d.2 -> :53 (80 B)" % n, 30, src=f"10.77.{n}.2", dst=f"10.77.{n}.1", port=53, size=80)
-    case("tracker udp fd00:77:%d::2 -> :9000 (500 B)" % n, 40, src=f"fd00:77:{n}::2", dst=f"fd00:77:{n}::1", port=9000, size=500)
-    # Through fw0 (the XDP filter): one source per rule.
-    case("filter 10.78.%d.2 (allowed)" % n, 20, src=f"10.78.{n}.2", dst=f"10.78.{n}.1", port=7000, size=64)
-    case("filter 10.78.%d.3 (denied)" % n, 20, src=f"10.78.{n}.3", dst=f"10.78.{n}.1", port=7000, size=64)
-    case("filter 10.78.%d.4 (rate limit 50/s, burst 10)" % n, 200, src=f"10.78.{n}.4", dst=f"10.78.{n}.1", port=7000, size=64)
-    case("filter fd00:78:%d::3 (denied)" % n, 10, src=f"fd00:78:{n}::3", dst=f"fd00:78:{n}::1", port=7000, size=64)
-    case("filter fd00:78:%d::2 (default: allow)" % n, 10, src=f"fd00:78:{n}::2", dst=f"fd00:78:{n}::1", port=7000, size=64)
-
+    # (label, source, destination, port, datagrams, bytes each)
+    cases = [
+        # Through ft0 (the flow tracker): a few flows of different weight, both families.
+        ("tracker udp -> :8080 (1200 B)", f"10.77.{n}.2", f"10.77.{n}.1", 8080, 100 * n, 1200),
+        ("tracker udp -> :443 (800 B)", f"10.77.{n}.2", f"10.77.{n}.1", 443, 60, 800),
+        ("tracker udp -> :53 (80 B)", f"10.77.{n}.2", f"10.77.{n}.1", 53, 30, 80),
+        ("tracker udp over IPv6 -> :9000 (500 B)", f"fd00:77:{n}::2", f"fd00:77:{n}::1", 9000, 40, 500),
+        # Through fw0 (the XDP filter): one source per rule.
+        ("filter 10.78.N.2 (allowed)", f"10.78.{n}.2", f"10.78.{n}.1", 7000, 20, 64),
+        ("filter 10.78.N.3 (denied)", f"10.78.{n}.3", f"10.78.{n}.1", 7000, 20, 64),
+        ("filter 10.78.N.4 (rate limit 50/s, burst 10)", f"10.78.{n}.4", f"10.78.{n}.1", 7000, 200, 64),
+        ("filter fd00:78:N::3 (denied)", f"fd00:78:{n}::3", f"fd00:78:{n}::1", 7000, 10, 64),
+        ("filter fd00:78:N::2 (default: allow)", f"fd00:78:{n}::2", f"fd00:78:{n}::1", 7000, 10, 64),
+    ]
     print(f"{host}: traffic inside {peer_ns} -> {host_ns}")
-    for label, run, count in cases:
-        print(f"  {label:<48} sent {count:>4}  arrived {run():>4}")
+    for label, src, dst, port, count, size in cases:
+        arrived = flow(host_ns, peer_ns, src, dst, port, count, size)
+        print(f"  {label:<48} sent {count:>4}  arrived {arrived:>4}")
 
 
 if __name__ == "__main__":

@@ -32,8 +32,12 @@ STATE_VERSION = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # pin and file names; bpffs refuses dots
 
 
+def valid_name(name: str) -> bool:
+    return bool(_NAME_RE.match(name or ""))
+
+
 def check_name(what: str, name: str) -> None:
-    if not _NAME_RE.match(name or ""):
+    if not valid_name(name):
         raise ValueError(f"{what}: {name!r} must be 1-64 letters, digits, '_' or '-' (bpffs pin names have no dots)")
 
 

@@ -206,6 +206,8 @@ def attach(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
                 "pin": pin,
                 "prog_id": info["id"],
                 "spec": dataclasses.asdict(spec),
+                # what cnf.ebpf.bpf_boot replays to attach again after a reboot
+                "params": {k: v for k, v in p.items() if k in ARGUMENT_SPEC and k != "state"},
             }
             if app and state is not None and record != new_record and not check_mode:
                 state.setdefault("attachments", {})[hook] = new_record

@@ -21,7 +21,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _entries_plan
+from ansible_collections.cnf.ebpf.plugins.module_utils import _apps, _entries_plan
 from ansible_collections.cnf.ebpf.plugins.module_utils._codec import CodecError
 from ansible_collections.cnf.ebpf.plugins.module_utils._entries import (
     ARRAY_KINDS,
@@ -48,7 +48,11 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "limit": {"type": "int", "default": 10000},
     "dest": {"type": "path"},
     "lock_timeout": {"type": "int", "default": 60},
+    "persist": {"type": "bool", "default": False},
+    "state_dir": {"type": "path", "default": _apps.DEFAULT_STATE_DIR},
 }
+PERSIST_STATES = ("merged", "replaced", "overridden")
+PERSISTED_OPTIONS = ("path", "state", "entries", "src", "key_type", "value_type", "formats")
 MUTUALLY_EXCLUSIVE = [("entries", "src")]
 LRU_TYPES = frozenset({"lru_hash", "lru_percpu_hash"})
 _ENTRY_FIELDS = frozenset({"key", "value", "inner_map_id"})  # inner_map_id: gathered output fed back in
@@ -339,8 +343,40 @@ def reconcile(params: dict[str, Any], check_mode: bool = False, diff: bool = Fal
         return _reconcile(params, check_mode, diff)
 
 
+def _owning_app(p: dict[str, Any]) -> str:
+    """The application whose map `path` is (<pin root>/<app>/maps/<map>, recorded in the state dir), for persist."""
+    if p["state"] not in PERSIST_STATES:
+        raise EntriesError(f"persist: only {', '.join(PERSIST_STATES)} declare entries to restore, not {p['state']}")
+    maps_dir = os.path.dirname(os.path.normpath(p["path"]))
+    app = os.path.basename(os.path.dirname(maps_dir))
+    if (
+        os.path.basename(maps_dir) != "maps"
+        or not _apps.valid_name(app)
+        or _apps.read_state(app, p["state_dir"]) is None
+    ):
+        raise EntriesError(
+            f"persist: {p['path']} is not a map of an application deployed by cnf.ebpf.bpf_program "
+            f"(<pin_root>/<name>/maps/<map> with its state in {p['state_dir']})"
+        )
+    return app
+
+
+def _persist(app: str, p: dict[str, Any]) -> None:
+    """Record the declared entries in the application's state, replayed by cnf.ebpf.bpf_boot after a reboot."""
+    record = {k: p[k] for k in PERSISTED_OPTIONS}
+    with _apps.app_lock(app, p["lock_timeout"]):
+        state = _apps.read_state(app, p["state_dir"])
+        if state is None:
+            return  # removed meanwhile: nothing to restore
+        persisted = state.setdefault("entries", {})
+        if persisted.get(p["path"]) != record:
+            persisted[p["path"]] = record
+            _apps.write_state(app, state, p["state_dir"])
+
+
 def _reconcile(params: dict[str, Any], check_mode: bool, diff: bool) -> dict[str, Any]:
     p = _with_defaults(params)
+    app = _owning_app(p) if p["persist"] else None
     state = p["state"]
     entries = load_src(p["src"]) if p["src"] else (p["entries"] or [])
     try:
@@ -390,7 +426,9 @@ def _reconcile(params: dict[str, Any], check_mode: bool, diff: bool) -> dict[str
         result["map"] = {"path": emap.path, "id": emap.map_id, "type": emap.type}
         if warnings:
             result["warnings"] = warnings
-        return result
+    if app is not None and not check_mode:
+        _persist(app, p)
+    return result
 
 
 def run(module: AnsibleModule) -> None:

@@ -12,6 +12,7 @@ running untouched.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -59,6 +60,11 @@ REQUIRED_IF = [("state", "present", ("src", "object"), True)]
 
 class ProgramError(ValueError):
     """Bad input or an impossible deployment; nothing was changed."""
+
+
+def recorded_params(p: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a deployment is recorded with: what cnf.ebpf.bpf_boot replays to restore it after a reboot."""
+    return {k: v for k, v in p.items() if k in ARGUMENT_SPEC and k != "state"}
 
 
 def _get_object(p: dict[str, Any], scratch: str | None) -> tuple[str, dict[str, Any]]:
@@ -141,9 +147,11 @@ def _deploy(
     state: dict[str, Any] | None,
     decisions: list[MapDecision],
     pinned: dict[str, _maps.MapState | None],
+    reattach: bool = True,
 ) -> dict[str, Any]:
-    """Load, migrate, pin, swap; returns the new state. Until the program pins are replaced nothing visible
-    changes, and a failure closes everything it loaded."""
+    """Load, migrate, pin, swap (unless `reattach` is false: a restore after a reboot attaches by itself, once the
+    maps are filled); returns the new state. Until the program pins are replaced nothing visible changes, and a
+    failure closes everything it loaded."""
     reuse = {d.name: d.pin for d in decisions if d.action == "reuse"}
     loaded = _objects.load_object(
         obj_path,
@@ -168,6 +176,7 @@ def _deploy(
         old_progs = dict((state or {}).get("programs") or {})
         programs = {}
         swapped: list[str] = []
+        unreachable: list[str] = []
         # The running programs, held so that a failure from here on can put them back (pins and hooks).
         previous = {
             name: _apps.open_pin(layout.prog_pin(name))
@@ -186,7 +195,8 @@ def _deploy(
                     "type": prog.info["type"],
                     "pin": layout.prog_pin(name),
                 }
-            _swap_attachments(state, old_progs, loaded, swapped)
+            if reattach:
+                unreachable = _swap_attachments(state, old_progs, loaded, swapped)
         except BaseException:
             _revert_programs(state, layout, loaded, previous, programs, swapped)
             raise
@@ -213,6 +223,7 @@ def _deploy(
         loaded.close()
     new_state = dict(state or {})
     new_state.update(
+        params=recorded_params(p),
         object_digest=_objects.object_digest(obj_path),
         constants=dict(p["constants"]),
         map_sizes={k: int(v) for k, v in p["map_sizes"].items()},
@@ -222,19 +233,30 @@ def _deploy(
         generation=int((state or {}).get("generation", 0)) + 1,
     )
     new_state.setdefault("attachments", {})
-    return {"state": new_state, "migrations": migrations, "swapped": swapped}
+    return {"state": new_state, "migrations": migrations, "swapped": swapped, "unreachable": unreachable}
 
 
-def _swap_attachments(state: dict[str, Any] | None, old_progs: dict[str, Any], loaded: Any, swapped: list[str]) -> None:
+def _swap_attachments(
+    state: dict[str, Any] | None, old_progs: dict[str, Any], loaded: Any, swapped: list[str]
+) -> list[str]:
     """Point every recorded attachment of an upgraded program at the new program, atomically per hook; `swapped`
-    grows as hooks move, so a failure midway knows which to move back."""
+    grows as hooks move, so a failure midway knows which to move back. Hooks whose interface or network namespace
+    is gone are skipped (and returned): the program is upgraded for every hook that still exists."""
+    unreachable = []
     for hook_id, record in ((state or {}).get("attachments") or {}).items():
         prog = record.get("program")
         if prog not in loaded.programs or prog not in old_progs:
             continue
-        _attach_module.swap_program(record, old_progs[prog]["id"], loaded.programs[prog].fd)
+        try:
+            _attach_module.swap_program(record, old_progs[prog]["id"], loaded.programs[prog].fd)
+        except (BpfError, OSError) as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENODEV):
+                raise
+            unreachable.append(hook_id)
+            continue
         record["prog_id"] = loaded.programs[prog].info["id"]
         swapped.append(hook_id)
+    return unreachable
 
 
 def _revert_programs(
@@ -259,7 +281,7 @@ def _revert_programs(
             os.unlink(layout.prog_pin(name))
 
 
-def _present(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+def _present(p: dict[str, Any], check_mode: bool, reattach: bool = True) -> dict[str, Any]:
     layout = _apps.AppLayout(p["name"], p["pin_root"])
     if _maps.mount_fstype(p["pin_root"])[1] != "bpf":
         raise ProgramError(f"pin_root: {p['pin_root']} is not on a bpffs mount (mount -t bpf bpf /sys/fs/bpf)")
@@ -316,11 +338,17 @@ def _present(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
                         for hook, record in ((state or {}).get("attachments") or {}).items()
                         if record.get("program") in names
                     )
+                if state is not None and not check_mode and state.get("params") != recorded_params(p):
+                    # bookkeeping, not a change: what a restore at boot would deploy follows the latest task
+                    state["params"] = recorded_params(p)
+                    _apps.write_state(p["name"], state, p["state_dir"])
                 result["state"] = state
                 return result
-            outcome = _deploy(p, obj_path, spec, layout, state, decisions, pinned)
+            outcome = _deploy(p, obj_path, spec, layout, state, decisions, pinned, reattach)
             _apps.write_state(p["name"], outcome["state"], p["state_dir"])
             result.update(state=outcome["state"], migrations=outcome["migrations"], swapped=outcome["swapped"])
+            if outcome["unreachable"]:
+                result["unreachable_hooks"] = outcome["unreachable"]
             return result
     finally:
         if scratch:
@@ -343,14 +371,14 @@ def _absent(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         return result
 
 
-def deploy(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
+def deploy(params: dict[str, Any], check_mode: bool = False, reattach: bool = True) -> dict[str, Any]:
     p = with_defaults(ARGUMENT_SPEC, params)
     _apps.check_name("name", p["name"])
     if p["state"] == "absent":
         return _absent(p, check_mode)
     if not p["src"] and not p["object"]:
         raise ProgramError("src, object: one is required with state=present")
-    return _present(p, check_mode)
+    return _present(p, check_mode, reattach)
 
 
 def run(module: AnsibleModule) -> None:

@@ -109,6 +109,18 @@ options:
     description: Seconds to wait for another run on the same map to finish.
     type: int
     default: 60
+  persist:
+    description:
+      - Record the declared entries in the state of the application that owns the map (a map pinned by
+        M(cnf.ebpf.bpf_program) under C(<pin_root>/<name>/maps/)), so that M(cnf.ebpf.bpf_boot) writes them again
+        after a reboot, before the program is attached.
+      - Only with O(state=merged), O(state=replaced) or O(state=overridden). The latest persisted task per map wins.
+    type: bool
+    default: false
+  state_dir:
+    description: State directory of the applications (for O(persist)).
+    type: path
+    default: /var/lib/cnf-ebpf
 notes:
   - LRU maps work, but the kernel may evict declared entries when the map is full; the module warns.
   - Ring buffers and perf event arrays carry events, not entries; capture them with M(cnf.ebpf.bpf_events).

@@ -143,6 +143,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+unreachable_hooks:
+  description:
+    - Recorded hooks an upgrade could not move to the new program because their interface or network namespace is
+      gone; the program was upgraded for every other hook, and the records are kept.
+  returned: when an upgrade met such hooks
+  type: list
+  elements: str
 reasons:
   description: Why the application was (or would be) loaded; empty when nothing changed.
   returned: state is present

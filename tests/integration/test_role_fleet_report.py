@@ -37,9 +37,11 @@ def report(tmp_path: Path, veth: VethPair) -> Iterator[Path]:
         "flow_tracker_name": f"rft{tag}",
         "flow_tracker_interfaces": [{"name": veth.if_b, "netns": veth.ns_b}],
         "flow_tracker_state_dir": str(tmp_path / "state"),
+        "flow_tracker_restore_at_boot": False,
         "xdp_filter_name": f"rxf{tag}",
         "xdp_filter_interfaces": [{"name": veth.if_a, "netns": veth.ns_a}],
         "xdp_filter_state_dir": str(tmp_path / "state"),
+        "xdp_filter_restore_at_boot": False,
         "xdp_filter_rules": [{"cidr": f"{veth.addr_b}/32", "action": "deny", "id": 5}],
     }
     roles = [{"role": "cnf.ebpf.flow_tracker"}, {"role": "cnf.ebpf.xdp_filter"}]

@@ -37,6 +37,7 @@ class Tracker:
         self.vars: dict[str, Any] = {
             "flow_tracker_name": self.name,
             "flow_tracker_state_dir": str(tmp_path / "state"),
+            "flow_tracker_unit_dir": str(tmp_path / "systemd"),
             "flow_tracker_interfaces": [{"name": veth.if_b, "netns": veth.ns_b}],
         }
 
@@ -64,6 +65,11 @@ def xdp_prog_id(ns: str, ifname: str) -> int | None:
 def test_flow_tracker_role_reports_the_flows_sent(tracker: Tracker, veth: VethPair) -> None:
     first = tracker.run()
     assert first.rc == 0 and first.changed > 0, first.stdout
+    # Restored at boot: the unit is installed and enabled, the config is recorded with the deployment.
+    assert (tracker.tmp_path / "systemd" / "multi-user.target.wants" / "cnf-ebpf-restore.service").exists()
+    state = json.loads((tracker.tmp_path / "state" / "apps" / f"{tracker.name}.json").read_text())
+    assert state["boot"] is True
+    assert list(state["entries"]) == [f"/sys/fs/bpf/cnf/{tracker.name}/maps/config"]
     again = tracker.run()
     assert again.rc == 0 and again.changed == 0, again.stdout
     checked = tracker.run(check=True)

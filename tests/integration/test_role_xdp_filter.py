@@ -31,6 +31,7 @@ class FilterRole:
         self.role_vars: dict[str, Any] = {
             "xdp_filter_name": self.name,
             "xdp_filter_state_dir": str(tmp_path / "state"),
+            "xdp_filter_unit_dir": str(tmp_path / "systemd"),
             "xdp_filter_interfaces": [{"name": veth.if_b, "netns": veth.ns_b}],
         }
 

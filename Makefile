@@ -170,13 +170,13 @@ DEMO_ENV := $(COLL_ENV) ANSIBLE_STDOUT_CALLBACK=default ANSIBLE_DISPLAY_SKIPPED_
 demo: deps collection-link bpffs
 	rm -rf "$(DEMO_REPORT)"
 	demo/sandbox.sh up
-	$(DEMO_ENV) ansible-playbook -i demo/inventory.yml playbooks/deploy.yml
+	$(DEMO_ENV) ansible-playbook -i demo/inventory.yml cnf.ebpf.deploy
 	PYTHON="$(BIN)/python" demo/sandbox.sh traffic
-	$(DEMO_ENV) ansible-playbook -i demo/inventory.yml playbooks/report.yml -e fleet_report_dest=$(DEMO_REPORT)
+	$(DEMO_ENV) ansible-playbook -i demo/inventory.yml cnf.ebpf.report -e fleet_report_dest=$(DEMO_REPORT)
 	@echo ">> report: $(DEMO_REPORT)/report.html (clean up with: make demo-clean)"
 
 demo-clean: venv collection-link
-	-$(DEMO_ENV) ansible-playbook -i demo/inventory.yml playbooks/deploy.yml -e cnf_state=absent
+	-$(DEMO_ENV) ansible-playbook -i demo/inventory.yml cnf.ebpf.deploy -e cnf_state=absent
 	demo/sandbox.sh down
 	demo/sandbox.sh check
 

@@ -118,7 +118,10 @@ def fleet_report(
     flows.sort(key=lambda row: (row["bytes"], row["packets"]), reverse=True)
     interfaces.sort(key=lambda row: (row["host"], str(row["netns"]), str(row["interface"])))
     rules.sort(key=lambda row: row["hits"], reverse=True)
+    gathered = [row["gathered_at"] for row in host_rows if row["gathered_at"]]
     return {
+        # The time of the data, not of the rendering: the same facts make the same report (and an unchanged file).
+        "generated_at": max(gathered) if gathered else None,
         "hosts": host_rows,
         "talkers": flows[: int(top)],
         "interfaces": interfaces,

@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils._files import atomic_file
 from ansible_collections.cnf.ebpf.plugins.module_utils._locks import LockTimeout, file_lock
 
 DEFAULT_PIN_ROOT = "/sys/fs/bpf/cnf"
@@ -106,19 +106,8 @@ def read_state(name: str, state_dir: str = DEFAULT_STATE_DIR) -> dict[str, Any] 
 def write_state(name: str, data: dict[str, Any], state_dir: str = DEFAULT_STATE_DIR) -> str:
     """Write atomically (temp file + rename): a crash leaves the old state or the new one, never half of one."""
     path = state_path(name, state_dir)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    payload = dict(data, version=STATE_VERSION, name=name)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, fsync=True) as f:
+        json.dump(dict(data, version=STATE_VERSION, name=name), f, indent=1, sort_keys=True)
     return path
 
 

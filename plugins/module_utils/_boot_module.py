@@ -24,7 +24,6 @@ import io
 import json
 import os
 import sys
-import tempfile
 import traceback
 import zipfile
 from typing import Any
@@ -37,6 +36,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils import (
     _entries_module,
     _program_module,
 )
+from ansible_collections.cnf.ebpf.plugins.module_utils._files import atomic_file
 from ansible_collections.cnf.ebpf.plugins.module_utils._locks import LockTimeout
 from ansible_collections.cnf.ebpf.plugins.module_utils._surface import fail_without_libbpf, with_defaults
 
@@ -142,19 +142,9 @@ def _write_if_different(path: str, data: bytes, mode: int, check_mode: bool) -> 
                 return False
     except FileNotFoundError:
         pass
-    if check_mode:
-        return True
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".cnf-ebpf.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    if not check_mode:
+        with atomic_file(path, binary=True, mode=mode) as f:
             f.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return True
 
 
@@ -265,7 +255,8 @@ def restore_main(argv: list[str]) -> int:
     state_dir = argv[0] if argv else _apps.DEFAULT_STATE_DIR
 
     def log(line: str) -> None:
-        print(line, flush=True)
+        sys.stdout.write(line + "\n")  # to the journal, line by line
+        sys.stdout.flush()
 
     ok = True
     for path in sorted(glob.glob(os.path.join(state_dir, "apps", "*.json"))):

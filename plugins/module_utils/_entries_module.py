@@ -13,7 +13,6 @@ import csv
 import gc
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from operator import itemgetter
@@ -31,6 +30,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._entries import (
     EntryMap,
 )
 from ansible_collections.cnf.ebpf.plugins.module_utils._entries_plan import STATES, Change, ValueOps, WantEntry
+from ansible_collections.cnf.ebpf.plugins.module_utils._files import atomic_file
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError
 from ansible_collections.cnf.ebpf.plugins.module_utils._locks import LockTimeout
 from ansible_collections.cnf.ebpf.plugins.module_utils._surface import fail_without_libbpf, with_defaults
@@ -248,19 +248,6 @@ def render_diff(emap: EntryMap, changes: list[Change], limit: int) -> dict[str, 
     }
 
 
-def _write_json_atomically(path: str, data: Any) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".cnf-ebpf-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def gather(emap: EntryMap, params: dict[str, Any], timeout: float) -> dict[str, Any]:
     with emap.lock(timeout):
         if emap.type in QUEUE_KINDS:
@@ -275,7 +262,8 @@ def gather(emap: EntryMap, params: dict[str, Any], timeout: float) -> dict[str, 
             entry["value"] = paths.get(entry["value"], entry["value"])
     result: dict[str, Any] = {"changed": False, "count": len(entries)}
     if params["dest"]:
-        _write_json_atomically(params["dest"], entries)
+        with atomic_file(params["dest"]) as f:
+            json.dump(entries, f)
         result["dest"] = params["dest"]
     limit = params["limit"]
     result["truncated"] = len(entries) > limit

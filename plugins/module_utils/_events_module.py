@@ -12,14 +12,13 @@ the query, cut to `max_events`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.cnf.ebpf.plugins.module_utils import _apps, _events
 from ansible_collections.cnf.ebpf.plugins.module_utils._events import EventTypeError
+from ansible_collections.cnf.ebpf.plugins.module_utils._files import atomic_file
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError, map_open
 from ansible_collections.cnf.ebpf.plugins.module_utils._surface import fail_without_libbpf, with_defaults
 
@@ -96,16 +95,8 @@ def _compile_query(query: str | None) -> Any:
 
 
 def _write_json_lines(path: str, events: list[Any]) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".cnf-ebpf-", suffix=".jsonl")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(event, default=str) + "\n" for event in events)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path) as f:
+        f.writelines(json.dumps(event, default=str) + "\n" for event in events)
 
 
 def capture(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:

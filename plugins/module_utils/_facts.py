@@ -26,6 +26,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils import (
     _libbpf_link,
     _libbpf_obj,
 )
+from ansible_collections.cnf.ebpf.plugins.module_utils._files import atomic_file
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError
 
 BPFFS = "/sys/fs/bpf"
@@ -417,11 +418,8 @@ def add_rates(result: dict[str, Any], state_dir: str, now: float, save: bool) ->
             entry["rate"] = {k: d / dt for k, d in delta.items()} if dt > 0 else {}
     result["rates_since"] = _iso(previous["time"]) if previous else None
     if save:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_file(path) as f:  # concurrent gatherings each write a whole baseline
             json.dump({"time": now, "map_id": result.get("id"), "values": current}, f)
-        os.replace(tmp, path)
 
 
 def _numbers(value: Any, prefix: str = "") -> dict[str, float]:

@@ -29,6 +29,7 @@ from typing import Any
 from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
 from ansible_collections.cnf.ebpf.plugins.module_utils._btf import Btf, BtfType, Datasec, Var, type_name
 from ansible_collections.cnf.ebpf.plugins.module_utils._codec import CodecError, compile_codec
+from ansible_collections.cnf.ebpf.plugins.module_utils._files import atomic_file
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError, Fd
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf_obj import BpfObject, prog_map_ids
 
@@ -539,17 +540,9 @@ def _log_tail(log: str, count: int = LOG_TAIL_LINES) -> str:
 
 
 def _write_atomic(path: str, data: str) -> None:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o750, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".log.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(path), mode=0o750, exist_ok=True)
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 _FAILED_PROG = re.compile(r"prog '([^']+)': (?:BPF program load failed|failed to load)")

@@ -63,8 +63,10 @@ notes:
 attributes:
   check_mode:
     support: full
+    description: Reports whether the marking, the runtime, the script or the unit would change; writes nothing.
   diff_mode:
     support: none
+    description: No diff; the result names the files.
 """
 
 EXAMPLES = r"""

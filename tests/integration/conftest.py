@@ -9,11 +9,14 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from .netns import VethPair
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = REPO / "plugins" / "modules"
@@ -39,6 +42,16 @@ def pin_dir() -> Any:
     path = Path(BPFFS) / f"cnf-test-{uuid.uuid4().hex[:10]}"
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def veth() -> Iterator[VethPair]:
+    """Two namespaces joined by a veth pair (netns.VethPair), removed after the test whatever happened."""
+    pair = VethPair()
+    try:
+        yield pair
+    finally:
+        pair.close()
 
 
 def run_module(name: str, args: dict[str, Any], check: bool = False, diff: bool = False) -> dict[str, Any]:

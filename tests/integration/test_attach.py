@@ -31,15 +31,6 @@ M_PASS = 25
 # --- fixtures and helpers ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def veth() -> Iterator[VethPair]:
-    pair = VethPair()
-    try:
-        yield pair
-    finally:
-        pair.close()
-
-
 @pytest.fixture(scope="module")
 def objs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("attach-objs")

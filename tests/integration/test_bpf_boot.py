@@ -23,13 +23,6 @@ from .netns import VethPair
 FILTER_SRC = str(REPO / "bpf" / "xdp_filter.c")
 
 
-@pytest.fixture
-def veth() -> Iterator[VethPair]:
-    pair = VethPair()
-    yield pair
-    pair.close()
-
-
 class App:
     def __init__(self, tmp_path: Path) -> None:
         self.name = f"boot{uuid.uuid4().hex[:8]}"
@@ -54,7 +47,9 @@ def restore(unit: Path) -> subprocess.CompletedProcess:
     """The unit's ExecStart, as systemd would run it: no PYTHONPATH, no Ansible collection path."""
     exec_start = next(line for line in unit.read_text().splitlines() if line.startswith("ExecStart="))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ANSIBLE_COLLECTIONS_PATH")}
-    return subprocess.run(shlex.split(exec_start[len("ExecStart=") :]), capture_output=True, text=True, env=env)
+    return subprocess.run(
+        shlex.split(exec_start[len("ExecStart=") :]), capture_output=True, text=True, env=env, check=False
+    )
 
 
 def xdp_prog_id(veth: VethPair) -> int | None:

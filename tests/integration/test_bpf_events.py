@@ -26,13 +26,6 @@ FRAME_LEN = 46
 
 
 @pytest.fixture
-def veth() -> Any:
-    pair = VethPair()
-    yield pair
-    pair.close()
-
-
-@pytest.fixture
 def app(tmp_path: Path, veth: VethPair) -> Any:
     """An application name for the events program (deploy() loads and attaches it); removed afterwards."""
     name = f"e{uuid.uuid4().hex[:8]}"

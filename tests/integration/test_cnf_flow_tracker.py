@@ -31,13 +31,6 @@ PROTO_ICMP, PROTO_TCP, PROTO_UDP = 1, 6, 17
 
 
 @pytest.fixture
-def veth() -> Any:
-    pair = VethPair()
-    yield pair
-    pair.close()
-
-
-@pytest.fixture
 def app(tmp_path: Path, veth: VethPair) -> Any:
     """Depends on veth so it is removed first: removal detaches the XDP link, which needs the namespace."""
     name = f"ft{uuid.uuid4().hex[:8]}"

@@ -68,13 +68,6 @@ def rule(rule_id: int, action: str, rate_pps: int = 0, burst: int = 0) -> dict[s
 
 
 @pytest.fixture
-def veth() -> Iterator[VethPair]:
-    pair = VethPair()
-    yield pair
-    pair.close()
-
-
-@pytest.fixture
 def xdp(veth: VethPair, tmp_path: Path) -> Iterator[Filter]:
     filt = Filter(veth, tmp_path / "state")
     try:

@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.cnf.ebpf.plugins.module_utils._entries import map_lock
+
 from .conftest import MODULES, bpftool, run_module
 
 LOCK_DIR = Path("/run/cnf-ebpf")
@@ -156,11 +158,14 @@ def test_lock_timeout_when_the_lock_is_held(pin_dir: Path, tmp_path: Path) -> No
     path = pin_dir / "m"
     map_id = make_map(path, 2 * BIG)
     write_src(tmp_path / "big.json", 0, BIG, 1)
-    # learn which kind of lock the module takes, from a run in this process
-    thread, box = _reconcile_in_thread({"path": str(path), "state": "overridden", "src": str(tmp_path / "big.json")})
-    kind = _wait_until_held(map_id, thread)
-    thread.join()
-    assert "error" not in box, box.get("error")
+    filled = run_module(
+        "bpf_map_entries", {"path": str(path), "state": "overridden", "src": str(tmp_path / "big.json")}
+    )
+    assert not filled.get("failed"), filled
+    # Learn which kind of lock the map lock is by holding it here (deterministic, unlike catching a run holding it).
+    with map_lock(map_id, 5):
+        kind = _held_lock_types(map_id).get(os.getpid())
+    assert kind, "the map lock was not seen in /proc/locks while held"
     before = raw_items(path)
     lock_files = [f for f in LOCK_DIR.iterdir() if f.name == _lock_name(map_id)]
     assert len(lock_files) == 1, lock_files

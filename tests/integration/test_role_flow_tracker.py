@@ -23,13 +23,6 @@ SENT_V4 = {7201: 12, 7202: 5, 7203: 1}
 SENT_V6 = {7206: 9}
 
 
-@pytest.fixture
-def veth() -> Iterator[VethPair]:
-    pair = VethPair()
-    yield pair
-    pair.close()
-
-
 class Tracker:
     def __init__(self, tmp_path: Path, veth: VethPair) -> None:
         self.tmp_path = tmp_path

@@ -16,13 +16,6 @@ from .conftest import RoleRun, run_module, run_role
 from .netns import VethPair
 
 
-@pytest.fixture
-def veth() -> Iterator[VethPair]:
-    pair = VethPair()
-    yield pair
-    pair.close()
-
-
 class FilterRole:
     def __init__(self, tmp_path: Path, veth: VethPair) -> None:
         self.tmp_path = tmp_path

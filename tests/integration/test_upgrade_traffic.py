@@ -24,13 +24,6 @@ SO_RCVBUFFORCE = 33  # linux/asm-generic/socket.h; Python does not export it
 
 
 @pytest.fixture
-def veth() -> Any:
-    pair = VethPair()
-    yield pair
-    pair.close()
-
-
-@pytest.fixture
 def app(tmp_path: Path, veth: VethPair) -> Any:  # after veth: removed while the namespaces still exist
     name = f"u{uuid.uuid4().hex[:8]}"
     base = {"name": name, "state_dir": str(tmp_path / "state")}

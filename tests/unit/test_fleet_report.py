@@ -56,6 +56,8 @@ def test_fleet_model() -> None:
     iface_a = next(i for i in model["interfaces"] if i["host"] == "a")
     assert iface_a["packets"] == 9 and iface_a["packets_per_s"] == 2.0  # ifindex 258 counted in slot 2
     assert [r["hits"] for r in model["rules"]] == [7, 4]
+    assert model["generated_at"] == "2026-11-25T00:00:00Z"  # the data's time: same facts, same report
+    assert fleet_report({}, [])["generated_at"] is None
     assert model["totals"] == {
         "hosts": 4,
         "hosts_with_errors": 2,

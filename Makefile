@@ -34,10 +34,10 @@ APT_PKGS := make git rsync clang llvm libbpf1 libbpf-dev libelf-dev bpftool \
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: help deps apt-deps venv collection-link bpffs unit integration sanity \
-	lint test demo demo-clean demo-check build clean
+	lint test demo demo-clean demo-check molecule build clean
 
 help:
-	@echo "targets: deps collection-link bpffs unit integration sanity lint test demo demo-clean demo-check build clean"
+	@echo "targets: deps collection-link bpffs unit integration sanity lint test demo demo-clean demo-check molecule build clean"
 
 ## ---------------------------------------------------------------- setup
 
@@ -186,6 +186,19 @@ demo-check:
 	$(MAKE) --no-print-directory demo-clean || rc=1; \
 	test -s "$(DEMO_REPORT)/report.html" || { echo "no report was written"; rc=1; }; \
 	exit $$rc
+
+# VM scenarios: Debian 12 guests under qemu (TCG), the image built offline and cached in .build/vm (keyed by its
+# inputs). MOLECULE_SCENARIOS picks some; the guests' Python is their own, so no ANSIBLE_PYTHON_INTERPRETER here.
+MOLECULE_APT       := qemu-system-x86 qemu-utils mmdebstrap openssh-client e2fsprogs
+MOLECULE_SCENARIOS ?= default reboot
+molecule: deps collection-link
+	@$(MAKE) --no-print-directory apt-deps APT_PKGS="$(MOLECULE_APT)"
+	@rc=0; for s in $(MOLECULE_SCENARIOS); do \
+	  echo "================================================= molecule $$s"; \
+	  start=$$(date +%s); \
+	  PYTHONPATH=$(COLL_PATH) ANSIBLE_COLLECTIONS_PATH=$(COLL_PATH) molecule test -s $$s || rc=1; \
+	  echo ">> molecule $$s: $$(( $$(date +%s) - start )) s"; \
+	done; exit $$rc
 
 build: venv
 	@mkdir -p "$(BUILD)/dist"

@@ -29,7 +29,7 @@ def main() -> None:
     frame = mac[in_if] + mac[out_if] + struct.pack("!H", 0x0800) + ip + udp
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     sock.bind((out_if, 0))
-    for _ in range(int(count)):
+    for _frame in range(int(count)):
         sock.send(frame)
     print(len(frame))
 

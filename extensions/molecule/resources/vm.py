@@ -97,7 +97,7 @@ def stop(args: argparse.Namespace) -> None:
         pid = int(pidfile.read_text().strip() or 0)
         try:
             os.kill(pid, signal.SIGTERM)
-            for _ in range(50):
+            for _tick in range(50):
                 os.kill(pid, 0)
                 time.sleep(0.1)
             os.kill(pid, signal.SIGKILL)

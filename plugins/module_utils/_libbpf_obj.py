@@ -111,6 +111,8 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_map__btf_key_type_id": (_U32, [_VP]),
     "bpf_map__btf_value_type_id": (_U32, [_VP]),
     "bpf_map__is_internal": (ctypes.c_bool, [_VP]),
+    "bpf_map__inner_map": (_VP, [_VP]),
+    "bpf_map__pin_path": (_STR, [_VP]),
     "bpf_map__fd": (_INT, [_VP]),
     "bpf_map__reuse_fd": (_INT, [_VP, _INT]),
     "bpf_map__initial_value": (_VP, [_VP, ctypes.POINTER(_SIZE)]),
@@ -423,6 +425,18 @@ class MapHandle(_Handle):
     @property
     def internal(self) -> bool:
         return bool(_lib().bpf_map__is_internal(self._ptr()))
+
+    @property
+    def inner(self) -> MapHandle | None:
+        """The inner map template of a map of maps (from `__array(values, ...)`), None for other maps."""
+        ptr = _lib().bpf_map__inner_map(self._ptr())
+        return MapHandle(self._obj, ptr) if ptr else None
+
+    @property
+    def pin_path(self) -> str | None:
+        """Where libbpf pins the map (set by `pinning = LIBBPF_PIN_BY_NAME`), None when it does not."""
+        value = _lib().bpf_map__pin_path(self._ptr())
+        return _text(value) if value else None
 
     def set_max_entries(self, count: int) -> None:
         ret = _lib().bpf_map__set_max_entries(self._ptr(), count)

@@ -31,7 +31,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._btf import Btf, BtfType,
 from ansible_collections.cnf.ebpf.plugins.module_utils._codec import CodecError, compile_codec
 from ansible_collections.cnf.ebpf.plugins.module_utils._files import atomic_file
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError, Fd
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf_obj import BpfObject, prog_map_ids
+from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf_obj import BpfObject, MapHandle, prog_map_ids
 
 DEFAULT_CACHE_DIR = "/var/lib/cnf-ebpf/cache"
 DEFAULT_LOG_DIR = "/var/lib/cnf-ebpf/logs"
@@ -331,6 +331,10 @@ class MapSpecInObject:
     internal: bool
     # For the global-data maps libbpf creates: the ELF section (.rodata, .data, .bss, .kconfig, .rodata.foo).
     section: str | None = None
+    # Maps of maps: the inner map template declared with __array(values, ...).
+    inner: MapSpecInObject | None = None
+    # Set when the object asks libbpf to pin the map by name (LIBBPF_PIN_BY_NAME).
+    pin_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -385,6 +389,22 @@ def _spec_from(obj: BpfObject, path: str) -> ObjectSpec:
     programs = [ProgramSpec(p.name, p.section, p.type, p.expected_attach_type) for p in obj.programs()]
     maps: list[MapSpecInObject] = []
     rodata: bytes | None = None
+
+    def template(m: MapHandle | None) -> MapSpecInObject | None:
+        if m is None:
+            return None
+        return MapSpecInObject(
+            name=m.name,
+            type=m.type,
+            key_size=m.key_size,
+            value_size=m.value_size,
+            max_entries=m.max_entries,
+            flags=m.flags,
+            key_type=_btf_type(btf, m.btf_key_type_id),
+            value_type=_btf_type(btf, m.btf_value_type_id),
+            internal=False,
+        )
+
     for m in obj.maps():
         key_type = _btf_type(btf, m.btf_key_type_id)
         value_type = _btf_type(btf, m.btf_value_type_id)
@@ -406,6 +426,8 @@ def _spec_from(obj: BpfObject, path: str) -> ObjectSpec:
             value_type=value_type,
             internal=internal,
             section=section,
+            inner=template(m.inner),
+            pin_path=m.pin_path,
         )
         if section == RODATA_SECTION:
             rodata = m.initial_value()

@@ -31,6 +31,8 @@ CLANG_FORMAT_STYLE = (
 PINNING = ("none", "by_name")
 EVENT_MAP_TYPES = ("ringbuf", "perf_event_array")
 MAPS_OF_MAPS = ("hash_of_maps", "array_of_maps")
+# Map types libbpf records no key/value BTF for in an object (events: none declared; maps of maps: the value).
+NO_BTF_TYPES = EVENT_MAP_TYPES
 PERCPU_TYPES = frozenset({"percpu_hash", "lru_percpu_hash", "percpu_array"})
 SCHEMA_KEYS = (
     "name",
@@ -47,6 +49,9 @@ SCHEMA_KEYS = (
     "path",
     "event_type",
 )
+EVENT_ANCHOR = "__cnf_event_"
+INNER_ANCHOR = "__cnf_inner_"
+ANCHOR_SECTION = ".cnf_types"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PAGE_SIZE = 4096  # ringbuf sizes are checked against it; the header does not depend on the host's page size
 
@@ -77,13 +82,19 @@ def _fail(path: str, problem: str) -> SpecError:
     return SpecError(f"{path}: {problem}")
 
 
+def _nested(path: str, exc: Exception) -> SpecError:
+    """A SpecError/BtfError from the bpf_map validators ("key: ...", "inner_map.type: ...") under a schema's path."""
+    msg = str(exc)
+    return SpecError(f"{path}.{msg}" if re.match(r"^[a-z_]+[.:\[]", msg) else f"{path}: {msg}")
+
+
 def _type_field(raw: dict[str, Any], side: str, path: str) -> _btf.BtfType | None:
     if raw.get(side) is None:
         return None
     try:
-        return _btf.type_from_schema(raw[side], path=f"{path}.{side}")
+        return _btf.type_from_schema(raw[side], path=side)
     except _btf.BtfError as exc:
-        raise SpecError(str(exc)) from None
+        raise _nested(path, exc) from None
 
 
 def _named(t: _btf.BtfType | None, name: str) -> _btf.BtfType | None:
@@ -95,7 +106,7 @@ def _named(t: _btf.BtfType | None, name: str) -> _btf.BtfType | None:
     return t
 
 
-def map_from_schema(raw: Any, path: str, inner: bool = False) -> CodegenMap:
+def map_from_schema(raw: Any, path: str) -> CodegenMap:
     """Validate one map schema (what `bpf_map` takes, named) into a CodegenMap; errors name the field."""
     if not isinstance(raw, dict):
         raise _fail(path, f"expected a map schema (a mapping with name and type), got {raw!r}")
@@ -125,14 +136,14 @@ def map_from_schema(raw: Any, path: str, inner: bool = False) -> CodegenMap:
     try:
         spec = build_map_spec(params, page_size=_PAGE_SIZE, possible_cpus=1)
     except SpecError as exc:
-        raise _fail(path, str(exc)) from None
+        raise _nested(path, exc) from None
     if spec.inner_path:
         raise _fail(f"{path}.inner_map", "code generation needs the inner map declared (type, key, value...), not a path")
     inner_map = None
     if map_type in MAPS_OF_MAPS:
         inner_raw = dict(raw["inner_map"])
         inner_raw.setdefault("name", f"{name}_inner")
-        inner_map = map_from_schema(inner_raw, f"{path}.inner_map", inner=True)
+        inner_map = map_from_schema(inner_raw, f"{path}.inner_map")
     max_entries: int | None = spec.max_entries
     if map_type == "perf_event_array" and raw.get("max_entries") is None:
         max_entries = None
@@ -349,7 +360,7 @@ def _c_map_body(m: CodegenMap, indent: str, inner: bool = False) -> list[str]:
         for side, t, size in (("key", m.key, m.key_size), ("value", m.value, m.value_size)):
             if side == "value" and m.inner is not None:
                 lines.append(f"{indent}__array(values, struct {_inner_def_name(m)});")
-            elif t is not None and inner and isinstance(_btf.resolve(t), (_btf.Struct, _btf.Enum)):
+            elif t is not None and inner and _inner_by_size(t):
                 # clang writes a struct reached through two pointers (__array -> definition -> __type) as a forward
                 # declaration, whose size libbpf cannot tell: an inner map's struct types go by size.
                 lines.append(f"{indent}__uint({side}_size, sizeof({_c_side(t)}));")
@@ -362,6 +373,24 @@ def _c_map_body(m: CodegenMap, indent: str, inner: bool = False) -> list[str]:
     if m.pinning == "by_name":
         lines.append(f"{indent}__uint(pinning, LIBBPF_PIN_BY_NAME);")
     return lines
+
+
+def _inner_by_size(t: _btf.BtfType | None) -> bool:
+    return t is not None and isinstance(_btf.resolve(t), (_btf.Struct, _btf.Enum))
+
+
+def _anchors(maps: list[CodegenMap]) -> list[tuple[str, _btf.BtfType]]:
+    out: list[tuple[str, _btf.BtfType]] = []
+    for m in maps:
+        if m.event is not None:
+            out.append((f"{EVENT_ANCHOR}{m.name}", m.event))
+        if m.inner is not None:
+            out += [
+                (f"{INNER_ANCHOR}{side}_{m.name}", t)
+                for side, t in (("key", m.inner.key), ("value", m.inner.value))
+                if t is not None and _inner_by_size(t)
+            ]
+    return out
 
 
 def _inner_def_name(m: CodegenMap) -> str:
@@ -380,6 +409,16 @@ def c_header(maps: list[CodegenMap], guard: str, includes: list[str] | None = No
     out += [f"#include <{inc}>" for inc in includes]
     for t in named_types(maps):
         out += ["", *_c_definition(t)]
+    anchors = _anchors(maps)
+    if anchors:
+        # clang writes BTF only for types a global uses: an unused pointer in a section libbpf skips gives each event
+        # type (and each inner map type given by size) its BTF, and no map. bpf_events decodes with it; bpf_codegen
+        # reads it back by the anchor's name.
+        out += ["", f'#define CNF_TYPE_ANCHOR __attribute__((section("{ANCHOR_SECTION}"), used))']
+        for name, t in anchors:
+            line = f"static const {_c_side(t)} *{name} CNF_TYPE_ANCHOR;"
+            # clang-format's wrap of a declaration over the column limit
+            out.append(line if len(line) <= 100 else f"static const {_c_side(t)}\n    *{name} CNF_TYPE_ANCHOR;")
     for m in maps:
         if m.inner is not None:
             # The inner map's definition is a named struct: clang-format cannot lay out one inline in __array().
@@ -424,7 +463,24 @@ def _schema_from_object_map(m: Any) -> dict[str, Any]:
     return schema
 
 
-def schemas_from_object_maps(maps: list[Any], source: str, names: list[str] | None = None) -> list[dict[str, Any]]:
+def anchored_types(btf_raw: bytes | None) -> dict[str, _btf.BtfType]:
+    """Anchor name (`__cnf_event_<map>`, `__cnf_inner_value_<map>`...) -> type, from the anchors a generated header
+    leaves in the object's BTF."""
+    if not btf_raw:
+        return {}
+    out: dict[str, _btf.BtfType] = {}
+    for _tid, t in _btf.Btf.from_raw(btf_raw).types():
+        if isinstance(t, _btf.Datasec) and t.name == ANCHOR_SECTION:
+            for var, _offset, _size in t.vars:
+                target = _btf.resolve(var.type) if isinstance(var, _btf.Var) else None
+                if isinstance(target, _btf.Ptr):
+                    out[var.name] = target.target
+    return out
+
+
+def schemas_from_object_maps(
+    maps: list[Any], source: str, names: list[str] | None = None, btf_raw: bytes | None = None
+) -> list[dict[str, Any]]:
     """Map schemas from an object's map records (`_objects.inspect_object(...).maps`: name, type, sizes, flags and
     BTF key/value types). Internal maps (.rodata, .bss...) and map types the collection does not manage are left
     out; `names` picks maps."""
@@ -433,6 +489,17 @@ def schemas_from_object_maps(maps: list[Any], source: str, names: list[str] | No
         for m in maps
         if not m.internal and m.type in MANAGED_MAP_TYPES and (not names or m.name in names)
     ]
+    anchored = anchored_types(btf_raw)
+    for schema in out:
+        name = schema["name"]
+        if f"{EVENT_ANCHOR}{name}" in anchored and schema["type"] in EVENT_MAP_TYPES:
+            schema["event_type"] = _btf.to_schema(anchored[f"{EVENT_ANCHOR}{name}"])
+        for side in ("key", "value"):
+            t = anchored.get(f"{INNER_ANCHOR}{side}_{name}")
+            inner = schema.get("inner_map")
+            if t is not None and inner is not None and inner.get(f"{side}_size") == t.size:
+                del inner[f"{side}_size"]
+                inner[side] = _btf.to_schema(t)
     if names:
         missing = sorted(set(names) - {s["name"] for s in out})
         if missing:

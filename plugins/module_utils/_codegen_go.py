@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from ansible_collections.cnf.ebpf.plugins.module_utils import _btf
 from ansible_collections.cnf.ebpf.plugins.module_utils._codegen import (
@@ -341,8 +342,7 @@ class _Writer:
         self.lines.extend(lines)
 
 
-def go_source(maps: list[CodegenMap], package: str) -> str:
-    """The Go file: types with C layout, their JSON and per-CPU sums, and a typed wrapper per map."""
+def _planned(maps: list[CodegenMap], package: str = "maps") -> tuple[_Go, list[_btf.BtfType]]:
     g = _Go(maps, package)
     types = named_types(maps)
     for t in types:
@@ -350,6 +350,35 @@ def go_source(maps: list[CodegenMap], package: str) -> str:
             g.plan(t)
         else:
             g.type_name(t)
+    return g, types
+
+
+def go_type_names(maps: list[CodegenMap]) -> dict[str, str]:
+    """C struct/union/enum name -> Go type name."""
+    g, types = _planned(maps)
+    out = {t.name: g.type_name(t) for t in types}
+    out.update({s.name or g.names[id(s)]: g.names[id(s)] for s in g.order})
+    return dict(sorted(out.items()))
+
+
+def go_layout(maps: list[CodegenMap]) -> dict[str, dict[str, Any]]:
+    """Go type -> its C size and where each Go struct field sits: what the generated file asserts at compile time."""
+    g, _types = _planned(maps)
+    out: dict[str, dict[str, Any]] = {}
+    for s in g.order:
+        gs = g.structs[id(s)]
+        fields = {
+            f.name: {"offset": f.offset, "size": f.size, "c": f.member.name if f.member else None, "kind": f.kind}
+            for f in gs.fields
+            if f.kind != "pad"
+        }
+        out[gs.name] = {"c": s.name, "size": s.size, "fields": fields}
+    return out
+
+
+def go_source(maps: list[CodegenMap], package: str) -> str:
+    """The Go file: types with C layout, their JSON and per-CPU sums, and a typed wrapper per map."""
+    g, types = _planned(maps, package)
     w = _Writer()
     # Enums first, then structs in dependency order (plan() appends members before parents).
     for t in types:

@@ -1010,7 +1010,14 @@ class BtfWriter:
         return check(ret, "build btf", self.label, f"btf__add_{what} failed")
 
     def add_int(self, name: str, size: int, signed: bool = False, char: bool = False, boolean: bool = False) -> int:
-        encoding = (BTF_INT_SIGNED if signed else 0) | (BTF_INT_CHAR if char else 0) | (BTF_INT_BOOL if boolean else 0)
+        # The kernel takes one encoding flag at most ("Unsupported encoding" for SIGNED|CHAR): a signed char is
+        # written as clang writes it, SIGNED with the name "char".
+        if boolean:
+            encoding = BTF_INT_BOOL
+        elif signed:
+            encoding = BTF_INT_SIGNED
+        else:
+            encoding = BTF_INT_CHAR if char else 0
         return self._add("int", self._lib.btf__add_int(self._btf, name.encode(), size, encoding))
 
     def add_float(self, name: str, size: int) -> int:

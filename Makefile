@@ -29,7 +29,7 @@ COLL_ENV := PYTHONPATH=$(COLL_PATH) \
 	ANSIBLE_PYTHON_INTERPRETER=$(BIN)/python
 
 APT_PKGS := make git rsync clang llvm libbpf1 libbpf-dev libelf-dev bpftool \
-	iproute2 python3-venv shellcheck chromium chromium-driver
+	iproute2 python3-venv shellcheck chromium chromium-driver golang-go golang-github-cilium-ebpf-dev clang-format
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 

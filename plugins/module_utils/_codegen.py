@@ -115,7 +115,9 @@ def map_from_schema(raw: Any, path: str) -> CodegenMap:
         raise _fail(path, f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(SCHEMA_KEYS)})")
     name = raw.get("name")
     if not isinstance(name, str) or not _IDENT.match(name):
-        raise _fail(f"{path}.name", f"{name!r} is not a C identifier (letters, digits and _, not starting with a digit)")
+        raise _fail(
+            f"{path}.name", f"{name!r} is not a C identifier (letters, digits and _, not starting with a digit)"
+        )
     map_type = raw.get("type")
     if map_type not in MANAGED_MAP_TYPES:
         raise _fail(f"{path}.type", f"{map_type!r} is not one of {', '.join(MANAGED_MAP_TYPES)}")
@@ -138,7 +140,9 @@ def map_from_schema(raw: Any, path: str) -> CodegenMap:
     except SpecError as exc:
         raise _nested(path, exc) from None
     if spec.inner_path:
-        raise _fail(f"{path}.inner_map", "code generation needs the inner map declared (type, key, value...), not a path")
+        raise _fail(
+            f"{path}.inner_map", "code generation needs the inner map declared (type, key, value...), not a path"
+        )
     inner_map = None
     if map_type in MAPS_OF_MAPS:
         inner_raw = dict(raw["inner_map"])
@@ -185,7 +189,7 @@ def map_to_schema(m: CodegenMap) -> dict[str, Any]:
         out["key_size"] = m.key_size
     if m.value is not None:
         out["value"] = _btf.to_schema(m.value)
-    elif m.value_size and m.type not in ("perf_event_array",) + MAPS_OF_MAPS:
+    elif m.value_size and m.type not in ("perf_event_array", *MAPS_OF_MAPS):
         out["value_size"] = m.value_size
     if m.max_entries is not None:
         out["max_entries"] = m.max_entries
@@ -322,7 +326,7 @@ def _c_fields(schema: dict[str, Any], indent: str) -> list[str]:
         spelling, dims = _c_type(ftype)
         decl = f"{spelling} {f['name']}{dims}" if f.get("name") else spelling
         if "bits" in f:
-            decl += f" : {f['bits']}" if f.get("name") else f" : {f['bits']}"
+            decl += f" : {f['bits']}"
         if f.get("align"):
             decl += f" __attribute__((aligned({f['align']})))"
         lines.append(f"{indent}{decl};")
@@ -437,16 +441,17 @@ def header_guard(filename: str) -> str:
 # BTF -> schemas
 # ----------------------------------------------------------------------------------------------------------------
 
+
 def _schema_from_object_map(m: Any) -> dict[str, Any]:
     map_type = m.type
     schema: dict[str, Any] = {"name": m.name, "type": map_type}
     if m.key_type is not None and map_type not in EVENT_MAP_TYPES:
         schema["key"] = _btf.to_schema(m.key_type)
-    elif m.key_size and map_type not in EVENT_MAP_TYPES + ("queue", "stack"):
+    elif m.key_size and map_type not in (*EVENT_MAP_TYPES, "queue", "stack"):
         schema["key_size"] = m.key_size
-    if m.value_type is not None and map_type not in EVENT_MAP_TYPES + MAPS_OF_MAPS:
+    if m.value_type is not None and map_type not in (*EVENT_MAP_TYPES, *MAPS_OF_MAPS):
         schema["value"] = _btf.to_schema(m.value_type)
-    elif m.value_size and map_type not in EVENT_MAP_TYPES + MAPS_OF_MAPS:
+    elif m.value_size and map_type not in (*EVENT_MAP_TYPES, *MAPS_OF_MAPS):
         schema["value_size"] = m.value_size
     if map_type != "perf_event_array" or m.max_entries:
         schema["max_entries"] = m.max_entries

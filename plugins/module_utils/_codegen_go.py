@@ -236,7 +236,9 @@ class _Go:
                 fields.append(GoField("native", unique(go_name(m.name)), gt.expr, off, size, m, gt))
                 align = max(align, gt.align)
             else:
-                fields.append(GoField("raw", unique(_lower(go_name(m.name)) + "Raw"), f"[{size}]byte", off, size, m, gt))
+                fields.append(
+                    GoField("raw", unique(_lower(go_name(m.name)) + "Raw"), f"[{size}]byte", off, size, m, gt)
+                )
             pos = off + size
         if s.size > pos:
             fields.append(GoField("pad", "_", f"[{s.size - pos}]byte", pos, s.size - pos))
@@ -404,7 +406,7 @@ def go_source(maps: list[CodegenMap], package: str) -> str:
         head.append("")
     head += [f'\t"{i}"' for i in ext]
     head.append(")")
-    return "\n".join(head + [""] + w.lines) + "\n"
+    return "\n".join([*head, "", *w.lines]) + "\n"
 
 
 def _emit_enum(g: _Go, w: _Writer, t: _btf.Enum) -> None:
@@ -426,11 +428,18 @@ def _emit_enum(g: _Go, w: _Writer, t: _btf.Enum) -> None:
     w.block(
         f"func (e {name}) appendName(b []byte, quoted bool) []byte {{",
         "\tswitch e {",
-        *[line for value, vname in first.items() for line in (f"\tcase {vname}:", f'\t\tname := "{vname}"',
-                                                              "\t\tif quoted {",
-                                                              "\t\t\treturn strconv.AppendQuote(b, name)",
-                                                              "\t\t}",
-                                                              "\t\treturn append(b, name...)")],
+        *[
+            line
+            for value, vname in first.items()
+            for line in (
+                f"\tcase {vname}:",
+                f'\t\tname := "{vname}"',
+                "\t\tif quoted {",
+                "\t\t\treturn strconv.AppendQuote(b, name)",
+                "\t\t}",
+                "\t\treturn append(b, name...)",
+            )
+        ],
         "\t}",
         f"\treturn {number}",
         "}",
@@ -459,7 +468,10 @@ def _emit_struct(g: _Go, w: _Writer, gs: GoStruct) -> None:
         "}",
     )
     # Layout assertions: a negative array length stops the build if Go's layout ever differs from C's.
-    asserts = [f"var _ [unsafe.Sizeof({gs.name}{{}}) - {s.size}]byte", f"var _ [{s.size} - unsafe.Sizeof({gs.name}{{}})]byte"]
+    asserts = [
+        f"var _ [unsafe.Sizeof({gs.name}{{}}) - {s.size}]byte",
+        f"var _ [{s.size} - unsafe.Sizeof({gs.name}{{}})]byte",
+    ]
     for f in gs.fields:
         if f.kind in ("native", "embed") and f.offset:
             asserts.append(f"var _ [unsafe.Offsetof({gs.name}{{}}.{f.name}) - {f.offset}]byte")
@@ -596,7 +608,7 @@ def _accessor_name(gs: GoStruct, c_name: str) -> str:
 
 
 def _union_member(g: _Go, w: _Writer, gs: GoStruct, index: int, m: _btf.Member) -> list[str]:
-    gt = g.go_type(m.type) if not m.bitfield_size else g.go_type(m.type)
+    gt = g.go_type(m.type)
     if m.bitfield_size:
         start, end = m.bit_offset // 8, (m.bit_offset + m.bitfield_size + 7) // 8
         get, set_ = _bit_expr(f"s.raw[{start}:{end}]", start, m, gt)
@@ -702,7 +714,7 @@ def _emit_map(g: _Go, w: _Writer, m: CodegenMap) -> None:
     key_json = g.json_lines("e.Key", key)
     cidr = _lpm_cidr(m) if m.type == "lpm_trie" else None
     if cidr is not None:
-        data, width = cidr
+        data, _width = cidr
         r = _btf.resolve(m.key)
         assert isinstance(r, _btf.Struct)
         kgs = g.plan(r)
@@ -756,7 +768,7 @@ def _emit_map(g: _Go, w: _Writer, m: CodegenMap) -> None:
             "}",
         )
         w.block(
-            f"// Lookup returns the value of every CPU for key.",
+            "// Lookup returns the value of every CPU for key.",
             f"func (m *{wrapper}) Lookup(key {key.expr}) ([]{value.expr}, error) {{",
             f"\tvar values []{value.expr}",
             "\terr := m.Map.Lookup(unsafe.Pointer(&key), &values)",
@@ -764,7 +776,7 @@ def _emit_map(g: _Go, w: _Writer, m: CodegenMap) -> None:
             "}",
         )
         w.block(
-            f"// LookupSum returns the values of key summed over the CPUs.",
+            "// LookupSum returns the values of key summed over the CPUs.",
             f"func (m *{wrapper}) LookupSum(key {key.expr}) ({value.expr}, error) {{",
             "\tvalues, err := m.Lookup(key)",
             f"\treturn Sum{name}(values), err",
@@ -825,7 +837,9 @@ def _emit_map(g: _Go, w: _Writer, m: CodegenMap) -> None:
             f"\tvar cursor, next {key.expr}",
             "\tvar prev interface{}",
             "\tfor {",
-            "\t\tn, err := m.Map.BatchLookup(prev, unsafe.Pointer(&next), rawSlice[" + key.expr + "](keys), rawSlice["
+            "\t\tn, err := m.Map.BatchLookup(prev, unsafe.Pointer(&next), rawSlice["
+            + key.expr
+            + "](keys), rawSlice["
             + value.expr
             + "](values), nil)",
             "\t\tfor i := 0; i < n; i++ {",
@@ -857,8 +871,10 @@ def _emit_map(g: _Go, w: _Writer, m: CodegenMap) -> None:
         )
         w.block(
             "// BatchUpdate writes many entries in one system call; it returns how many were written.",
-            f"func (m *{wrapper}) BatchUpdate(keys []{key.expr}, values []{value.expr}, flags ebpf.MapUpdateFlags) (int, error) {{",
-            f"\treturn m.Map.BatchUpdate(rawSlice[{key.expr}](keys), rawSlice[{value.expr}](values), &ebpf.BatchOptions{{ElemFlags: uint64(flags)}})",
+            f"func (m *{wrapper}) BatchUpdate(keys []{key.expr}, values []{value.expr}, "
+            "flags ebpf.MapUpdateFlags) (int, error) {",
+            "\topts := &ebpf.BatchOptions{ElemFlags: uint64(flags)}",
+            f"\treturn m.Map.BatchUpdate(rawSlice[{key.expr}](keys), rawSlice[{value.expr}](values), opts)",
             "}",
         )
         if m.type in _DELETE_TYPES:
@@ -961,14 +977,24 @@ def _emit_event_map(g: _Go, w: _Writer, m: CodegenMap, wrapper: str) -> None:
     g.imports.add("errors")
     ev = g.go_type(m.event) if m.event is not None else None
     ev_expr = ev.expr if ev is not None else "[]byte"
-    decode = [
-        f"\t\tvar ev {ev.expr}",
-        "\t\tif err := ev.UnmarshalBinary(rec.RawSample); err != nil {",
-        "\t\t\treturn err",
-        "\t\t}",
-    ] if ev is not None and ev.kind == "struct" else (
-        [f"\t\tvar ev {ev.expr}", "\t\tif err := rawRead(&ev, rec.RawSample, " + f'"{m.name} event"' + "); err != nil {",
-         "\t\t\treturn err", "\t\t}"] if ev is not None else ["\t\tev := rec.RawSample"]
+    decode = (
+        [
+            f"\t\tvar ev {ev.expr}",
+            "\t\tif err := ev.UnmarshalBinary(rec.RawSample); err != nil {",
+            "\t\t\treturn err",
+            "\t\t}",
+        ]
+        if ev is not None and ev.kind == "struct"
+        else (
+            [
+                f"\t\tvar ev {ev.expr}",
+                "\t\tif err := rawRead(&ev, rec.RawSample, " + f'"{m.name} event"' + "); err != nil {",
+                "\t\t\treturn err",
+                "\t\t}",
+            ]
+            if ev is not None
+            else ["\t\tev := rec.RawSample"]
+        )
     )
     if m.type == "ringbuf":
         g.imports.add("github.com/cilium/ebpf/ringbuf")
@@ -1005,7 +1031,8 @@ def _emit_event_map(g: _Go, w: _Writer, m: CodegenMap, wrapper: str) -> None:
     w.block(
         "// ReadEvents decodes each sample of the perf buffers and calls fn with the CPU it came from; lost (may be",
         "// nil) hears of samples the kernel dropped. It runs until ctx is done (returning ctx.Err()) or fn fails.",
-        f"func (m *{wrapper}) ReadEvents(ctx context.Context, perCPUBuffer int, fn func(cpu int, ev {ev_expr}) error, lost func(cpu int, count uint64)) error {{",
+        f"func (m *{wrapper}) ReadEvents(ctx context.Context, perCPUBuffer int, fn func(cpu int, ev {ev_expr}) error, "
+        "lost func(cpu int, count uint64)) error {",
         "\trd, err := perf.NewReader(m.Map, perCPUBuffer)",
         "\tif err != nil {",
         "\t\treturn err",
@@ -1086,7 +1113,8 @@ _HELPERS = {
         "\tif m.Type() != typ || m.KeySize() != keySize || (m.ValueSize() != valueSize && typ != ebpf.RingBuf) {",
         "\t\tm.Close()",
         '\t\treturn nil, fmt.Errorf("%s: the map pinned at %s is a %s with %d-byte keys and %d-byte values; "+',
-        '\t\t\t"the schema says %s, %d and %d", name, path, m.Type(), m.KeySize(), m.ValueSize(), typ, keySize, valueSize)',
+        '\t\t\t"the schema says %s, %d and %d",',
+        "\t\t\tname, path, m.Type(), m.KeySize(), m.ValueSize(), typ, keySize, valueSize)",
         "\t}",
         "\treturn m, nil",
         "}",

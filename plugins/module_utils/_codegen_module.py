@@ -55,15 +55,23 @@ class CodegenError(ValueError):
 
 
 def _load_schemas(path: str) -> Any:
-    import yaml  # a dependency of ansible-core; only needed for files
-
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            text = f.read()
     except OSError as exc:
         raise CodegenError(f"src: cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise CodegenError(f"src: {path} is not YAML/JSON: {exc}") from None
+    try:
+        import yaml  # PyYAML comes with ansible-core; the command line takes JSON without it
+    except ImportError:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise CodegenError(f"src: {path} is not JSON (and PyYAML, for YAML, is not installed): {exc}") from None
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise CodegenError(f"src: {path} is not YAML/JSON: {exc}") from None
     if isinstance(data, dict) and "maps" in data:
         data = data["maps"]
     return data

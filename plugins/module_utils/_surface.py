@@ -4,14 +4,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from typing import TYPE_CHECKING, Any
 
 from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
 
+if TYPE_CHECKING:
+    from ansible.module_utils.basic import AnsibleModule
+
 
 def fail_without_libbpf(module: AnsibleModule) -> None:
+    # Imported here: with_defaults also serves the command line (bin/cnf-ebpf-codegen), which runs without ansible.
+    from ansible.module_utils.basic import missing_required_lib
+
     ok, error = _libbpf.libbpf_available()
     if not ok:
         module.fail_json(msg=missing_required_lib(_libbpf.LIBBPF_PACKAGE_HINT), exception=error)

@@ -17,8 +17,8 @@ description:
     cannot drift apart. Every Go struct has the C size and every field sits at its C offset (explicit padding where C
     has holes); a field Go cannot place at its C offset (in a packed struct, a bitfield, a union member) is reached
     through a getter and a setter. The Go file asserts its layout at compile time.
-  - The generated Go types marshal to JSON exactly as M(cnf.ebpf.bpf_map_entries) with O(cnf.ebpf.bpf_map_entries#module:state=gathered)
-    returns the same entries.
+  - The generated Go types marshal to JSON exactly as M(cnf.ebpf.bpf_map_entries)
+    (O(cnf.ebpf.bpf_map_entries#module:state=gathered)) returns the same entries.
   - The reverse direction reads the maps of a compiled object (its C(.maps) definitions and their BTF types) into
     schemas, so an existing C program gets Go bindings (and YAML) without writing schemas by hand.
   - Files are only written when their content changes (atomically); unchanged schemas leave them untouched.
@@ -161,7 +161,12 @@ EXAMPLES = r"""
       - name: events
         type: ringbuf
         max_entries: 262144
-        event_type: {name: flow_event, fields: [{name: ts, type: u64}, {name: key, type: {name: flow_key, packed: true, fields: [{name: src_ip, type: __be32}, {name: dst_ip, type: __be32}, {name: src_port, type: __be16}, {name: dst_port, type: __be16}, {name: protocol, type: u8}]}}]}
+        event_type:
+          name: flow_event
+          fields:
+            - {name: ts, type: u64}
+            - {name: packets, type: u64}
+            - {name: protocol, type: u8}
     c_header: "{{ playbook_dir }}/bpf/flow_maps.h"
     go: "{{ playbook_dir }}/agent/flowmaps/maps.go"
   delegate_to: localhost

@@ -62,7 +62,10 @@ ENTRIES: dict[str, list[dict[str, Any]]] = {
     ],
     "bits": [
         {"key": 0, "value": {"version": 4, "ihl": 5, "flags": 2, "offset": 1000, "lo": 7, "hi": 8, "delta": -3}},
-        {"key": 2, "value": {"version": 15, "ihl": 0, "flags": 7, "offset": 8191, "lo": 0, "hi": 2**32 - 1, "delta": 63}},
+        {
+            "key": 2,
+            "value": {"version": 15, "ihl": 0, "flags": 7, "offset": 8191, "lo": 0, "hi": 2**32 - 1, "delta": 63},
+        },
     ],
     "counters": [{"key": 1, "value": {"packets": 3, "bytes": 300, "state": 2}}],
     "conns": [{"key": 5, "value": 9}, {"key": 6, "value": 2**40}],
@@ -549,12 +552,27 @@ def test_bad_schemas_name_the_field_and_write_nothing(tmp_path: Path) -> None:
         ([{"name": "m", "type": "ringbuf", "max_entries": 1000}], "maps[0].max_entries: a ringbuf size"),
         (
             [
-                {"name": "a", "type": "hash", "key": "u32", "value": {"name": "v", "fields": [{"name": "x", "type": "u8"}]}, "max_entries": 1},
-                {"name": "b", "type": "hash", "key": "u32", "value": {"name": "v", "fields": [{"name": "x", "type": "u16"}]}, "max_entries": 1},
+                {
+                    "name": "a",
+                    "type": "hash",
+                    "key": "u32",
+                    "value": {"name": "v", "fields": [{"name": "x", "type": "u8"}]},
+                    "max_entries": 1,
+                },
+                {
+                    "name": "b",
+                    "type": "hash",
+                    "key": "u32",
+                    "value": {"name": "v", "fields": [{"name": "x", "type": "u16"}]},
+                    "max_entries": 1,
+                },
             ],
             "struct v is defined differently",
         ),
-        ([{"name": "m", "type": "hash", "key": "u32", "value": "u32", "max_entries": 4, "event_type": "u32"}], "maps[0].event_type"),
+        (
+            [{"name": "m", "type": "hash", "key": "u32", "value": "u32", "max_entries": 4, "event_type": "u32"}],
+            "maps[0].event_type",
+        ),
     ]
     for maps, message in cases:
         result = run_module("bpf_codegen", {"maps": maps, "c_header": str(out)})

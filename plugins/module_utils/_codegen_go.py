@@ -522,7 +522,8 @@ def _emit_struct(g: _Go, w: _Writer, gs: GoStruct) -> None:
                     if gt.kind == "int":
                         adds += [f"s.Set{getter}(s.{getter}() + o.{getter}())"]
                 continue
-            assert f.member is not None and f.gtype is not None
+            if f.member is None or f.gtype is None:
+                raise AssertionError(f"{gs.name}.{f.name}: a {f.kind} field without its member")
             if f.kind == "embed":
                 json_fields.append([f"b = s.{f.name}.appendJSONFields(b)"])
                 adds += [f"s.{f.name}.addFrom(&o.{f.name})"]
@@ -716,7 +717,8 @@ def _emit_map(g: _Go, w: _Writer, m: CodegenMap) -> None:
     if cidr is not None:
         data, _width = cidr
         r = _btf.resolve(m.key)
-        assert isinstance(r, _btf.Struct)
+        if not isinstance(r, _btf.Struct):
+            raise AssertionError(f"{m.name}: an LPM key with data is a struct")
         kgs = g.plan(r)
         g.imports.add("net")
         g.helpers.add("cidr")

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Surface layer for cnf.ebpf.bpf_codegen: argument spec, generate() (shared by the module and the CLI) and the
 command line (`python3 -m ansible_collections.cnf.ebpf.plugins.module_utils._codegen_module`, wrapped by
-`bin/cnf-ebpf-codegen`)."""
+`tools/cnf-ebpf-codegen`)."""
 
 from __future__ import annotations
 

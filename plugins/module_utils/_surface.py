@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def fail_without_libbpf(module: AnsibleModule) -> None:
-    # Imported here: with_defaults also serves the command line (bin/cnf-ebpf-codegen), which runs without ansible.
+    # Imported here: with_defaults also serves the command line (tools/cnf-ebpf-codegen), which runs without ansible.
     from ansible.module_utils.basic import missing_required_lib
 
     ok, error = _libbpf.libbpf_available()

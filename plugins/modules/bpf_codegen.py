@@ -17,13 +17,13 @@ description:
     cannot drift apart. Every Go struct has the C size and every field sits at its C offset (explicit padding where C
     has holes); a field Go cannot place at its C offset (in a packed struct, a bitfield, a union member) is reached
     through a getter and a setter. The Go file asserts its layout at compile time.
-  - The generated Go types marshal to JSON exactly as M(cnf.ebpf.bpf_map_entries)
-    (O(cnf.ebpf.bpf_map_entries#module:state=gathered)) returns the same entries.
+  - The generated Go types marshal to JSON exactly as M(cnf.ebpf.bpf_map_entries) returns the same entries with
+    O(cnf.ebpf.bpf_map_entries#module:state=gathered).
   - The reverse direction reads the maps of a compiled object (its C(.maps) definitions and their BTF types) into
     schemas, so an existing C program gets Go bindings (and YAML) without writing schemas by hand.
   - Files are only written when their content changes (atomically); unchanged schemas leave them untouched.
-  - Runs wherever it is delegated, typically on the controller (C(delegate_to: localhost)). The same generator runs
-    outside Ansible as C(bin/cnf-ebpf-codegen) in the collection.
+  - Runs wherever it is delegated, typically on the controller (C(delegate_to) V(localhost)). The same generator runs
+    outside Ansible as C(tools/cnf-ebpf-codegen) in the collection.
 author:
   - cnf.ebpf contributors (@cnf-ebpf)
 requirements:
@@ -122,7 +122,7 @@ options:
     description: Go package name of the Go file. Defaults to the name of its directory.
     type: str
   schemas:
-    description: Path of a YAML file to write the normalised map schemas to (with O(object): the schemas read).
+    description: Path of a YAML file to write the normalised map schemas to (with O(object), the schemas read from it).
     type: path
   mode:
     description: Permissions of the written files.

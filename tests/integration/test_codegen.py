@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import string
 import subprocess
 import uuid
 from pathlib import Path
@@ -118,7 +119,7 @@ def harness_source(layout: dict[str, Any]) -> str:
             f'\t\td, err := gen.Open{go}(dst + "/{name}")\n\t\tmust(err)\n\t\tes, err := s.Entries()\n'
             f"\t\tmust(err)\n{body}\n\t}}"
         )
-    return HARNESS.format(types=types, dump="\n".join(dump), copy="\n".join(copy))
+    return string.Template(HARNESS.read_text()).substitute(types=types, dump="\n".join(dump), copy="\n".join(copy))
 
 
 _TYPES: dict[str, tuple[str, str]] = {}
@@ -132,154 +133,7 @@ def _value_type(name: str) -> str:
     return _TYPES[name][1]
 
 
-HARNESS = """package main
-
-import (
-	"context"
-	"encoding/json"
-	"fmt"
-	"os"
-	"reflect"
-	"sync"
-	"time"
-
-	gen "cnfgen/maps"
-	"github.com/cilium/ebpf"
-)
-
-func must(err error) {{
-	if err != nil {{
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}}
-}}
-
-func emit(v interface{{}}) {{
-	b, err := json.Marshal(v)
-	must(err)
-	fmt.Println(string(b))
-}}
-
-func layout() {{
-	types := map[string]interface{{}}{{{types}}}
-	out := map[string]interface{{}}{{}}
-	for name, v := range types {{
-		t := reflect.TypeOf(v)
-		fields := map[string]uintptr{{}}
-		for i := 0; i < t.NumField(); i++ {{
-			if f := t.Field(i); f.Name != "_" {{
-				fields[f.Name] = f.Offset
-			}}
-		}}
-		out[name] = map[string]interface{{}}{{"size": t.Size(), "fields": fields}}
-	}}
-	emit(out)
-}}
-
-func dump(dir string) {{
-	out := map[string]interface{{}}{{}}
-{dump}
-	emit(out)
-}}
-
-func copyMaps(src, dst string) {{
-{copy}
-}}
-
-func queue(dir string) {{
-	work, err := gen.OpenWork(dir + "/work")
-	must(err)
-	defer work.Close()
-	undo, err := gen.OpenUndo(dir + "/undo")
-	must(err)
-	defer undo.Close()
-	must(work.Push(gen.Job{{ID: 1, Weight: 10}}))
-	must(work.Push(gen.Job{{ID: 2, Weight: 20}}))
-	must(undo.Push(100))
-	must(undo.Push(200))
-	peek, err := work.Peek()
-	must(err)
-	top, err := undo.Peek()
-	must(err)
-	emit(map[string]interface{{}}{{"work_peek": peek, "undo_peek": top}})
-}}
-
-func pop(dir string) {{
-	work, err := gen.OpenWork(dir + "/work")
-	must(err)
-	defer work.Close()
-	undo, err := gen.OpenUndo(dir + "/undo")
-	must(err)
-	defer undo.Close()
-	first, err := work.Pop()
-	must(err)
-	top, err := undo.Pop()
-	must(err)
-	emit(map[string]interface{{}}{{"work": first, "undo": top}})
-}}
-
-func events(dir string, want int) {{
-	rb, err := gen.OpenEvents(dir + "/events")
-	must(err)
-	defer rb.Close()
-	pe, err := gen.OpenSamples(dir + "/samples")
-	must(err)
-	defer pe.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var mu sync.Mutex
-	var rings, samples []interface{{}}
-	lost := uint64(0)
-	done := func() {{
-		if len(rings) >= want && len(samples) >= want {{
-			cancel()
-		}}
-	}}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {{
-		defer wg.Done()
-		rb.ReadEvents(ctx, func(ev gen.Event) error {{
-			mu.Lock()
-			defer mu.Unlock()
-			rings = append(rings, ev)
-			done()
-			return nil
-		}})
-	}}()
-	go func() {{
-		defer wg.Done()
-		pe.ReadEvents(ctx, 4096, func(cpu int, ev gen.SampleEvent) error {{
-			mu.Lock()
-			defer mu.Unlock()
-			samples = append(samples, ev)
-			done()
-			return nil
-		}}, func(cpu int, n uint64) {{ lost += n }})
-	}}()
-	time.Sleep(time.Second) // both readers are set up: the perf buffers must exist before the program writes
-	fmt.Println("ready")
-	wg.Wait()
-	emit(map[string]interface{{}}{{"ringbuf": rings, "perf": samples, "lost": lost}})
-}}
-
-func main() {{
-	switch os.Args[1] {{
-	case "layout":
-		layout()
-	case "dump":
-		dump(os.Args[2])
-	case "copy":
-		copyMaps(os.Args[2], os.Args[3])
-	case "queue":
-		queue(os.Args[2])
-	case "pop":
-		pop(os.Args[2])
-	case "events":
-		events(os.Args[2], 3)
-	}}
-}}
-"""
+HARNESS = Path(__file__).parent / "data" / "codegen_harness.go.in"
 
 
 @pytest.fixture(scope="module")
@@ -515,6 +369,20 @@ def test_go_queue_and_stack(generated: dict[str, Any], deployed: dict[str, Any])
     assert gathered(maps_dir / "undo", value_type="u64") == [{"value": 200}, {"value": 100}]
     assert harness(generated, "pop", str(maps_dir)) == {"work": {"id": 1, "weight": 10}, "undo": 200}
     assert gathered(maps_dir / "work", value_type=job) == want[1:]
+
+
+def test_go_map_of_maps(generated: dict[str, Any], deployed: dict[str, Any], pin_dir: Path) -> None:
+    """The Go side stores an inner map (made by bpf_map from the schema's inner_map) and reads it back typed."""
+    inner_decl = {s["name"]: s for s in yaml.safe_load(CORPUS.read_text())}["tenants"]["inner_map"]
+    pin_dir.mkdir()
+    inner = pin_dir / "tenant7"
+    assert run_module("bpf_map", dict(inner_decl, path=str(inner))).get("failed") is not True
+    rules = [{"key": 1, "value": {"allow": 1, "rate": 100}}, {"key": 2, "value": {"allow": 0, "rate": 0}}]
+    assert run_module("bpf_map_entries", {"path": str(inner), "entries": rules})["changed"] is True
+    got = harness(generated, "tenants", str(deployed["maps"]), str(inner))
+    assert by_key(got["inner"]) == by_key(gathered(inner)) == by_key(rules)
+    outer = gathered(deployed["maps"] / "tenants")
+    assert outer == [{"key": 7, "value": got["ids"]["7"], "inner_map_id": got["ids"]["7"]}]
 
 
 def test_go_reads_ring_buffer_and_perf_events(generated: dict[str, Any], deployed: dict[str, Any]) -> None:

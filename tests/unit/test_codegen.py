@@ -310,10 +310,10 @@ def test_cli_writes_checks_and_reports(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_command_line_wrapper(tmp_path: Path) -> None:
-    """bin/cnf-ebpf-codegen: the same generator from a shell, without Ansible."""
+    """tools/cnf-ebpf-codegen: the same generator from a shell, without Ansible."""
     import subprocess
 
-    script = Path(__file__).resolve().parents[2] / "bin" / "cnf-ebpf-codegen"
+    script = Path(__file__).resolve().parents[2] / "tools" / "cnf-ebpf-codegen"
     header = tmp_path / "m.h"
     run = subprocess.run(
         [str(script), "--src", str(CORPUS), "--c-header", str(header)], capture_output=True, text=True, check=False

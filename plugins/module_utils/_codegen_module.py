@@ -1,8 +1,7 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Surface layer for cnf.ebpf.bpf_codegen: argument spec, generate() (shared by the module and the CLI) and the
-command line (`python3 -m ansible_collections.cnf.ebpf.plugins.module_utils._codegen_module`, wrapped by
-`tools/cnf-ebpf-codegen`)."""
+command line, cli_main() (run by `tools/cnf-ebpf-codegen`)."""
 
 from __future__ import annotations
 
@@ -221,6 +220,3 @@ def cli_main(argv: list[str] | None = None) -> int:
     sys.stdout.write("" if args.diff else json.dumps({"changed": result["changed"], "files": result["files"]}) + "\n")
     return 1 if args.check and result["changed"] else 0
 
-
-if __name__ == "__main__":
-    sys.exit(cli_main())

@@ -219,4 +219,3 @@ def cli_main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"{path}: {state}\n")
     sys.stdout.write("" if args.diff else json.dumps({"changed": result["changed"], "files": result["files"]}) + "\n")
     return 1 if args.check and result["changed"] else 0
-

@@ -190,7 +190,7 @@ def _test_run(fd: Fd, data: bytes, repeat: int) -> tuple[_TestRunOpts, Any]:
 
 
 @contextmanager
-def _capture_stderr(sink: list[str]) -> Iterator[None]:
+def capture_stderr(sink: list[str]) -> Iterator[None]:
     """Point fd 2 at a temporary file while libbpf runs; append what was written (libbpf's warnings) to sink."""
     try:
         saved = os.dup(2)
@@ -224,7 +224,7 @@ class BpfObject:
         self.loaded = False
         lib = _lib()
         opts = _OpenOpts(sz=ctypes.sizeof(_OpenOpts), object_name=object_name.encode() if object_name else None)
-        with _capture_stderr(self._messages):
+        with capture_stderr(self._messages):
             ctypes.set_errno(0)
             ptr = lib.bpf_object__open_file(path.encode(), ctypes.byref(opts))
             code = ctypes.get_errno()
@@ -327,7 +327,7 @@ class BpfObject:
         """bpf_object__load: create (or reuse) the maps, relocate and load every program; BpfError on failure."""
         if self._log_buf is not None:
             self._log_buf[0] = b"\0"
-        with _capture_stderr(self._messages):
+        with capture_stderr(self._messages):
             ret = _lib().bpf_object__load(self._ptr())
         if ret < 0:
             raise BpfError("load", self.path, -ret, self.last_message() or None)

@@ -17,12 +17,14 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _apps, _attach_module, _entries, _maps, _objects
+from ansible_collections.cnf.ebpf.plugins.module_utils import _apps, _attach_module, _bcc, _entries, _maps, _objects
 from ansible_collections.cnf.ebpf.plugins.module_utils._codec import CodecError, PerCpuCodec, compile_codec
+from ansible_collections.cnf.ebpf.plugins.module_utils._libbcc import BccMissing
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import PERCPU_MAP_TYPES, BpfError
 from ansible_collections.cnf.ebpf.plugins.module_utils._locks import LockTimeout
 from ansible_collections.cnf.ebpf.plugins.module_utils._program_plan import (
@@ -53,6 +55,8 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "pin_root": {"type": "path", "default": _apps.DEFAULT_PIN_ROOT},
     "state_dir": {"type": "path", "default": _apps.DEFAULT_STATE_DIR},
     "lock_timeout": {"type": "int", "default": 60},
+    "loader": {"type": "str", "default": "libbpf", "choices": ["libbpf", "bcc"]},
+    "functions": {"type": "dict", "default": {}},
 }
 MUTUALLY_EXCLUSIVE = [("src", "object")]
 REQUIRED_IF = [("state", "present", ("src", "object"), True)]
@@ -141,7 +145,8 @@ def _migrate(decision: MapDecision, old: _maps.MapState, new_map: Any, new_spec:
 
 def _deploy(
     p: dict[str, Any],
-    obj_path: str,
+    digest: str,
+    load: Callable[[dict[str, str]], _objects.LoadedObject],
     spec: Any,
     layout: _apps.AppLayout,
     state: dict[str, Any] | None,
@@ -153,14 +158,7 @@ def _deploy(
     maps are filled); returns the new state. Until the program pins are replaced nothing visible changes, and a
     failure closes everything it loaded."""
     reuse = {d.name: d.pin for d in decisions if d.action == "reuse"}
-    loaded = _objects.load_object(
-        obj_path,
-        constants=dict(p["constants"]),
-        map_sizes={k: int(v) for k, v in p["map_sizes"].items()},
-        reuse_maps=reuse,
-        log_dir=os.path.join(p["state_dir"], "logs"),
-        object_name=p["name"],
-    )
+    loaded = load(reuse)
     shared = set(p["shared_maps"])
     migrations: dict[str, Any] = {}
     try:
@@ -224,7 +222,7 @@ def _deploy(
     new_state = dict(state or {})
     new_state.update(
         params=recorded_params(p),
-        object_digest=_objects.object_digest(obj_path),
+        object_digest=digest,
         constants=dict(p["constants"]),
         map_sizes={k: int(v) for k, v in p["map_sizes"].items()},
         programs=programs,
@@ -281,10 +279,86 @@ def _revert_programs(
             os.unlink(layout.prog_pin(name))
 
 
+def _reconcile(
+    p: dict[str, Any],
+    check_mode: bool,
+    reattach: bool,
+    layout: _apps.AppLayout,
+    program_names: list[str],
+    digest: str,
+    spec: Any | None,
+    inspect: Callable[[], Any],
+    load: Callable[[dict[str, str]], _objects.LoadedObject],
+    source: dict[str, Any],
+) -> dict[str, Any]:
+    """Decide whether to (re)deploy and do it, the same for every loader. `spec` (programs and maps with their
+    types) is given when it is cheap to know; otherwise `inspect()` learns it, only when a deployment is due."""
+    with _apps.app_lock(p["name"], p["lock_timeout"]):
+        state = _apps.read_state(p["name"], p["state_dir"])
+        desired = Desired(digest, dict(p["constants"]), {k: int(v) for k, v in p["map_sizes"].items()})
+        reasons = reload_reasons(state, desired, _live_prog_ids(layout, program_names))
+        missing_maps = sorted(
+            name
+            for name, record in ((state or {}).get("maps") or {}).items()
+            if record.get("pin") and not os.path.lexists(record["pin"])
+        )
+        reasons.extend(f"map {name}: pin missing (removed behind our back)" for name in missing_maps)
+        if spec is None and reasons and not check_mode:
+            spec = inspect()
+        shared = set(p["shared_maps"])
+        decisions, pinned = [], {}
+        for m in spec.maps if spec is not None else []:
+            if m.internal:
+                continue
+            map_spec = _map_spec(layout, m, shared, p["map_sizes"])
+            pinned[m.name] = _maps.read_pinned_map(map_spec.path) if os.path.lexists(map_spec.path) else None
+            decisions.append(decide_map(map_spec, pinned[m.name], p["map_policy"]))
+        reasons.extend(
+            f"map {d.name}: {d.action} ({'; '.join(d.differences)})"
+            for d in decisions
+            if d.action in ("recreate", "migrate")
+        )
+        result: dict[str, Any] = {
+            "changed": bool(reasons),
+            "reasons": reasons,
+            "source": source,
+            "maps": {d.name: {"action": d.action, "pin": d.pin, "differences": d.differences} for d in decisions},
+            "state_path": _apps.state_path(p["name"], p["state_dir"]),
+        }
+        if spec is None:  # not inspected: the recorded maps, as they are
+            result["maps"] = {
+                name: {"action": "none", "pin": record.get("pin"), "differences": []}
+                for name, record in ((state or {}).get("maps") or {}).items()
+            }
+        if not reasons or check_mode:
+            if reasons:  # check mode: the hooks an upgrade would move
+                result["swapped"] = sorted(
+                    hook
+                    for hook, record in ((state or {}).get("attachments") or {}).items()
+                    if record.get("program") in program_names
+                )
+            if state is not None and not check_mode and state.get("params") != recorded_params(p):
+                # bookkeeping, not a change: what a restore at boot would deploy follows the latest task
+                state["params"] = recorded_params(p)
+                _apps.write_state(p["name"], state, p["state_dir"])
+            result["state"] = state
+            return result
+        outcome = _deploy(p, digest, load, spec, layout, state, decisions, pinned, reattach)
+        _apps.write_state(p["name"], outcome["state"], p["state_dir"])
+        result.update(state=outcome["state"], migrations=outcome["migrations"], swapped=outcome["swapped"])
+        if outcome["unreachable"]:
+            result["unreachable_hooks"] = outcome["unreachable"]
+        return result
+
+
 def _present(p: dict[str, Any], check_mode: bool, reattach: bool = True) -> dict[str, Any]:
     layout = _apps.AppLayout(p["name"], p["pin_root"])
     if _maps.mount_fstype(p["pin_root"])[1] != "bpf":
         raise ProgramError(f"pin_root: {p['pin_root']} is not on a bpffs mount (mount -t bpf bpf /sys/fs/bpf)")
+    if p["loader"] == "bcc":
+        return _present_bcc(p, check_mode, reattach, layout)
+    if p["functions"]:
+        raise ProgramError("functions: only used with loader=bcc (a libbpf object says its program types itself)")
     scratch = tempfile.mkdtemp(prefix="cnf-ebpf-check-") if check_mode else None
     try:
         obj_path, source = _get_object(p, scratch)
@@ -300,59 +374,77 @@ def _present(p: dict[str, Any], check_mode: bool, reattach: bool = True) -> dict
         for name in p["shared_maps"]:
             if name not in known_maps:
                 raise ProgramError(f"shared_maps: the object has no map {name!r}")
-        with _apps.app_lock(p["name"], p["lock_timeout"]):
-            state = _apps.read_state(p["name"], p["state_dir"])
-            desired = Desired(
-                _objects.object_digest(obj_path), dict(p["constants"]), {k: int(v) for k, v in p["map_sizes"].items()}
-            )
-            reasons = reload_reasons(state, desired, _live_prog_ids(layout, [pr.name for pr in spec.programs]))
-            shared = set(p["shared_maps"])
-            decisions, pinned = [], {}
-            for m in spec.maps:
-                if m.internal:
-                    continue
-                map_spec = _map_spec(layout, m, shared, p["map_sizes"])
-                pinned[m.name] = _maps.read_pinned_map(map_spec.path) if os.path.lexists(map_spec.path) else None
-                decisions.append(decide_map(map_spec, pinned[m.name], p["map_policy"]))
-            missing_maps = [
-                d.name for d in decisions if d.action == "create" and state and d.name in (state.get("maps") or {})
-            ]
-            reasons.extend(f"map {name}: pin missing (removed behind our back)" for name in missing_maps)
-            reasons.extend(
-                f"map {d.name}: {d.action} ({'; '.join(d.differences)})"
-                for d in decisions
-                if d.action in ("recreate", "migrate")
-            )
-            result: dict[str, Any] = {
-                "changed": bool(reasons),
-                "reasons": reasons,
-                "source": source,
-                "maps": {d.name: {"action": d.action, "pin": d.pin, "differences": d.differences} for d in decisions},
-                "state_path": _apps.state_path(p["name"], p["state_dir"]),
-            }
-            if not reasons or check_mode:
-                if reasons:  # check mode: the hooks an upgrade would move
-                    names = {pr.name for pr in spec.programs}
-                    result["swapped"] = sorted(
-                        hook
-                        for hook, record in ((state or {}).get("attachments") or {}).items()
-                        if record.get("program") in names
-                    )
-                if state is not None and not check_mode and state.get("params") != recorded_params(p):
-                    # bookkeeping, not a change: what a restore at boot would deploy follows the latest task
-                    state["params"] = recorded_params(p)
-                    _apps.write_state(p["name"], state, p["state_dir"])
-                result["state"] = state
-                return result
-            outcome = _deploy(p, obj_path, spec, layout, state, decisions, pinned, reattach)
-            _apps.write_state(p["name"], outcome["state"], p["state_dir"])
-            result.update(state=outcome["state"], migrations=outcome["migrations"], swapped=outcome["swapped"])
-            if outcome["unreachable"]:
-                result["unreachable_hooks"] = outcome["unreachable"]
-            return result
+        return _reconcile(
+            p,
+            check_mode,
+            reattach,
+            layout,
+            [pr.name for pr in spec.programs],
+            _objects.object_digest(obj_path),
+            spec,
+            lambda: spec,
+            lambda reuse: _objects.load_object(
+                obj_path,
+                constants=dict(p["constants"]),
+                map_sizes={k: int(v) for k, v in p["map_sizes"].items()},
+                reuse_maps=reuse,
+                log_dir=os.path.join(p["state_dir"], "logs"),
+                object_name=p["name"],
+            ),
+            source,
+        )
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _present_bcc(p: dict[str, Any], check_mode: bool, reattach: bool, layout: _apps.AppLayout) -> dict[str, Any]:
+    """bcc-dialect source, compiled by bcc on this host; content-keyed like an object (source, cflags, functions
+    and the bcc version), so an unchanged task compiles nothing."""
+    if p["object"]:
+        raise ProgramError("object: loader=bcc compiles bcc-dialect C from src; load object files with loader=libbpf")
+    for option in ("constants", "map_sizes"):
+        if p[option]:
+            raise ProgramError(
+                f"{option}: not supported with loader=bcc (bcc sizes its tables in the source: use defines)"
+            )
+    try:
+        functions = _bcc.check_functions(dict(p["functions"]))
+    except ValueError as exc:
+        raise ProgramError(str(exc)) from None
+    try:
+        with open(p["src"], encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ProgramError(f"src: cannot read {p['src']}: {exc.strerror}") from None
+    cflags = [*(f"-I{d}" for d in p["include_dirs"]), *(f"-D{k}={v}" for k, v in sorted(p["defines"].items()))]
+    cflags += list(p["cflags"])
+    digest = _bcc.source_digest(text, functions, cflags)
+
+    def inspect() -> Any:
+        spec = _bcc.inspect(text, functions, cflags, p["pin_root"], p["src"])
+        for name in p["shared_maps"]:
+            if name not in {m.name for m in spec.maps}:
+                raise ProgramError(f"shared_maps: {p['src']} has no table {name!r}")
+        return spec
+
+    return _reconcile(
+        p,
+        check_mode,
+        reattach,
+        layout,
+        list(functions),
+        digest,
+        None,
+        inspect,
+        lambda reuse: _bcc.load(text, functions, cflags, p["pin_root"], p["src"], reuse),
+        {
+            "src": p["src"],
+            "loader": "bcc",
+            "source_digest": digest,
+            "functions": functions,
+        },
+    )
 
 
 def _absent(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
@@ -396,6 +488,10 @@ def run(module: AnsibleModule) -> None:
         )
     except _objects.CompileError as exc:
         module.fail_json(msg=str(exc), stderr=exc.stderr, cmd=exc.command, changed=False)
+    except _bcc.BccError as exc:  # bcc's compiler errors or the verifier's log in stderr
+        module.fail_json(msg=str(exc), stderr=exc.stderr, changed=False)
+    except BccMissing as exc:
+        module.fail_json(msg=str(exc), changed=False)
     except (ProgramError, PlanError, ValueError) as exc:
         module.fail_json(msg=str(exc), changed=False)
     except (BpfError, LockTimeout) as exc:

@@ -171,9 +171,11 @@ class EntryMap:
         key_schema: object = None,
         value_schema: object = None,
         formats: dict[str, str] | None = None,
+        bpf_map: BpfMap | None = None,
     ) -> None:
+        # `bpf_map`: an already open map (one found by id or name, not pinned); `path` then only names it.
         self.path = path
-        self.bpf_map = _libbpf.map_open(path)
+        self.bpf_map = bpf_map if bpf_map is not None else _libbpf.map_open(path)
         self.inner_maps = InnerMaps()
         try:
             self._setup(key_schema, value_schema, formats or {})

@@ -300,7 +300,7 @@ def _field(value: Any, path: list[str]) -> Any:
 
 
 def _result(emap: _entries.EntryMap, spec: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    result = {"path": spec["path"], "id": emap.map_id, "type": emap.type, **fields}
+    result = {"path": spec.get("path"), "id": emap.map_id, "type": emap.type, **fields}
     untyped = [
         side
         for side, t, codec in (("key", emap.key_type, emap.key_codec), ("value", emap.value_type, emap.value_codec))
@@ -314,11 +314,36 @@ def _result(emap: _entries.EntryMap, spec: dict[str, Any], **fields: Any) -> dic
     return result
 
 
+def open_map_ref(spec: dict[str, Any]) -> tuple[str, _libbpf.BpfMap | None]:
+    """(label, open map) for a map given by `id` or kernel `map_name` (maps nobody pinned, e.g. a running bcc tool's
+    tables); (path, None) for a pinned one, which EntryMap opens itself."""
+    if spec.get("path"):
+        return spec["path"], None
+    if spec.get("id") is not None:
+        return f"id {spec['id']}", _libbpf.BpfMap(_libbpf.map_fd_by_id(int(spec["id"])))
+    name = spec.get("map_name")
+    found = []
+    for map_id in _libbpf.map_ids():
+        try:
+            fd = _libbpf.map_fd_by_id(map_id)
+        except _libbpf.BpfError:
+            continue  # freed meanwhile
+        with fd:
+            if _libbpf.map_info(fd)["name"] == name:
+                found.append(map_id)
+    if not found:
+        raise ValueError(f"map_name: no map is named {name!r} (names are cut to 15 characters: {str(name)[:15]!r})")
+    if len(found) > 1:
+        raise ValueError(f"map_name: {len(found)} maps are named {name!r} (ids {found}); give one id instead")
+    return f"{name} (id {found[0]})", _libbpf.BpfMap(_libbpf.map_fd_by_id(found[0]))
+
+
 def map_contents(spec: dict[str, Any], search: Any = None) -> dict[str, Any]:
     """Decoded entries of one map: aggregated per-CPU, optionally filtered by a JMESPath query, sorted by a value
     field and cut to the top N. Keys are decoded only for the entries that are returned when no query needs them.
     `search` is jmespath.search, given by the caller (the surface checks the library is there)."""
-    with _entries.EntryMap(spec["path"], spec.get("key_type"), spec.get("value_type"), spec.get("formats")) as emap:
+    label, bpf_map = open_map_ref(spec)
+    with _entries.EntryMap(label, spec.get("key_type"), spec.get("value_type"), spec.get("formats"), bpf_map) as emap:
         if emap.type in _entries.QUEUE_KINDS:
             raise ValueError(
                 f"maps: {spec['path']} is a {emap.type}; reading it would consume it (use bpf_map_entries)"

@@ -26,7 +26,9 @@ except ImportError:
 SUBSETS = ("all", "kernel", "programs", "maps", "links", "attachments", "pins", "contents")
 AGGREGATES = ("sum", "max", "min", "none")
 MAP_OPTIONS: dict[str, Any] = {
-    "path": {"type": "path", "required": True},
+    "path": {"type": "path"},
+    "id": {"type": "int"},
+    "map_name": {"type": "str"},
     "name": {"type": "str"},
     "key_type": {"type": "raw", "no_log": False},
     "value_type": {"type": "raw"},
@@ -38,7 +40,14 @@ MAP_OPTIONS: dict[str, Any] = {
 }
 ARGUMENT_SPEC: dict[str, Any] = {
     "gather_subset": {"type": "list", "elements": "str", "default": ["all"], "choices": list(SUBSETS)},
-    "maps": {"type": "list", "elements": "dict", "options": MAP_OPTIONS, "default": []},
+    "maps": {
+        "type": "list",
+        "elements": "dict",
+        "options": MAP_OPTIONS,
+        "default": [],
+        "mutually_exclusive": [("path", "id", "map_name")],
+        "required_one_of": [("path", "id", "map_name")],
+    },
     "top": {"type": "int"},
     "sort_by": {"type": "str"},
     "query": {"type": "str"},
@@ -91,7 +100,9 @@ def gather(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
                 k: spec.get(k) if spec.get(k) is not None else p.get(k)
                 for k in ("top", "sort_by", "query", "aggregate")
             }
-            merged.update({k: spec.get(k) for k in ("path", "key_type", "value_type", "formats")})
+            merged.update({k: spec.get(k) for k in ("path", "id", "map_name", "key_type", "value_type", "formats")})
+            if sum(merged[k] is not None for k in ("path", "id", "map_name")) != 1:
+                raise FactsError(f"maps[{index}]: give one of path, id and map_name")
             if merged["query"] and jmespath is None:
                 raise FactsError(missing_required_lib("jmespath"))
             try:
@@ -100,7 +111,8 @@ def gather(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
                 raise FactsError(f"maps[{index}]: {exc}") from exc
             if p["rates"] and "entries" in result:
                 _facts.add_rates(result, p["state_dir"], now, save=not check_mode)
-            facts["contents"][spec.get("name") or spec["path"]] = result
+            key = spec.get("name") or spec.get("path") or spec.get("map_name") or f"id:{spec.get('id')}"
+            facts["contents"][key] = result
     return {"changed": False, "ansible_facts": {"bpf": facts}}
 
 

@@ -417,7 +417,8 @@ def _present_bcc(p: dict[str, Any], check_mode: bool, reattach: bool, layout: _a
             text = f.read()
     except OSError as exc:
         raise ProgramError(f"src: cannot read {p['src']}: {exc.strerror}") from None
-    cflags = [*(f"-I{d}" for d in p["include_dirs"]), *(f"-D{k}={v}" for k, v in sorted(p["defines"].items()))]
+    defines = [f"-D{k}" if v is None else f"-D{k}={v}" for k, v in sorted(p["defines"].items())]
+    cflags = [*(f"-I{d}" for d in p["include_dirs"]), *defines]
     cflags += list(p["cflags"])
     digest = _bcc.source_digest(text, functions, cflags)
 

@@ -54,11 +54,22 @@ options:
     default: []
     suboptions:
       path:
-        description: Pin path of the map.
+        description: Pin path of the map. One of O(maps[].path), O(maps[].id) and O(maps[].map_name) is required.
         type: path
-        required: true
+      id:
+        description:
+          - Kernel id of the map (C(bpftool map list)), for maps nobody pinned, such as the tables of a running bcc
+            tool (bcc gives them BTF, so they are decoded like the collection's maps).
+        type: int
+      map_name:
+        description:
+          - Kernel name of the map (at most 15 characters; bcc names maps after their tables). Exactly one map may
+            have it.
+        type: str
       name:
-        description: The key of this map's result under C(contents) (default the path), to read one map several ways.
+        description:
+          - The key of this map's result under C(contents) (default the path, the map name, or C(id:<id>)), to read
+            one map several ways.
         type: str
       key_type:
         description: Key type for maps without BTF, as in M(cnf.ebpf.bpf_map_entries).

@@ -53,8 +53,34 @@ options:
     default: present
     choices: [present, absent]
   src:
-    description: BPF C source file on the managed host, compiled with clang.
+    description:
+      - BPF C source file on the managed host, compiled with clang (or, with O(loader=bcc), by bcc).
     type: path
+  loader:
+    description:
+      - V(libbpf) compiles O(src) with clang into a CO-RE object (or takes O(object)) and loads it with libbpf.
+      - V(bcc) takes a bcc-dialect O(src) (C(BPF_HASH), C(BPF_ARRAY), C(.increment())...), compiled and loaded by
+        bcc's Python bindings on the managed host (python3-bpfcc and the running kernel's headers; the
+        M(cnf.ebpf.bpf_host) role installs them with C(bpf_host_bcc=true)). Its O(functions) are loaded and pinned
+        like the programs of an object and its tables pinned under the application's C(maps/), so
+        M(cnf.ebpf.bpf_attach), M(cnf.ebpf.bpf_map_entries), M(cnf.ebpf.bpf_facts) and upgrades work unchanged;
+        an upgrade reuses the pinned tables whose layout is compatible (their contents carry on), through bcc's
+        pinned tables. A deployment is identified by the source, O(defines), O(cflags), O(include_dirs),
+        O(functions) and the bcc version, so an unchanged task compiles nothing. bcc's compiler errors and the
+        verifier's log are returned in C(stderr).
+    type: str
+    default: libbpf
+    choices: [libbpf, bcc]
+  functions:
+    description:
+      - With O(loader=bcc), the functions to load, each with its program type (bcc decides a program's type when
+        it is loaded, not in the source).
+      - Types whose hooks persist without the module's process are V(xdp), V(tc), V(cgroup_skb), V(cgroup_sock),
+        V(tracepoint), V(raw_tracepoint) and V(kprobe) (attached by M(cnf.ebpf.bpf_attach) through netlink or pinned
+        links). V(socket_filter), V(perf_event), V(uprobe), V(sk_skb) and V(sk_msg) are refused, because their hooks are
+        file descriptors of the attaching process and would be gone when the module exits.
+    type: dict
+    default: {}
   object:
     description: A prebuilt BPF object file on the managed host.
     type: path
@@ -115,6 +141,8 @@ notes:
     instructions processed and the kernel release; the full log is saved under O(state_dir)C(/logs) and its path
     returned. Nothing stays loaded.
   - Migration copies a snapshot; updates the old programs make to the old map between the copy and the swap are lost.
+  - With O(loader=bcc), tables a source pins itself (C(BPF_TABLE_PINNED)) are pinned under the application like the
+    others; O(constants) and O(map_sizes) are not available (bcc sizes tables in the source; use O(defines)).
 seealso:
   - module: cnf.ebpf.bpf_attach
   - module: cnf.ebpf.bpf_map_entries
@@ -135,6 +163,14 @@ EXAMPLES = r"""
     name: xdp_filter
     object: /opt/cnf/build/xdp_filter-v3.o
     map_policy: migrate
+
+- name: Deploy a bcc-dialect XDP counter; bpf_attach, bpf_map_entries and bpf_facts then work on it as on any program
+  cnf.ebpf.bpf_program:
+    name: proto_counter
+    loader: bcc
+    src: /opt/cnf/bcc/proto_counter.c
+    functions:
+      xdp_count: xdp
 
 - name: Remove the application
   cnf.ebpf.bpf_program:

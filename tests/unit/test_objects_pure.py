@@ -258,3 +258,15 @@ def test_verifier_error_is_one_sentence() -> None:
     )
     err = VerifierError("p", "m", "", None, None, "6.18.0")
     assert str(err) == "the kernel verifier rejected program p: m (kernel 6.18.0)"
+
+
+def test_bcc_functions_are_checked_before_anything() -> None:
+    from ansible_collections.cnf.ebpf.plugins.module_utils._bcc import check_functions
+
+    assert check_functions({"xdp_count": "xdp", "probe": "kprobe"}) == {"xdp_count": "xdp", "probe": "kprobe"}
+    with pytest.raises(ValueError, match=r"functions\.f: socket_filter programs are attached through a socket"):
+        check_functions({"f": "socket_filter"})
+    with pytest.raises(ValueError, match=r"functions\.f: 'xpd' is not one of xdp, tc"):
+        check_functions({"f": "xpd"})
+    with pytest.raises(ValueError, match="functions: loader=bcc needs the functions"):
+        check_functions({})

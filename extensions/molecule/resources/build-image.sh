@@ -11,12 +11,13 @@ repo="$(cd "$here/../../.." && pwd)"
 cache="${CNF_VM_CACHE:-$repo/.build/vm}"
 sources=/etc/apt/sources.list.d/debian.sources
 [ -f "$sources" ] || sources=/etc/apt/sources.list
-# What the guest needs: the modules' toolchain and libraries (bpf_host would install them; baking them in keeps
-# every scenario fast under emulation), SSH, and systemd.
+# What the guest needs: the modules' toolchain and libraries, and bcc with the kernel's headers (bpf_host would
+# install them; baking them in keeps every scenario fast under emulation and the guest offline), SSH, and systemd.
 packages=(
     systemd-sysv udev kmod dbus iproute2 openssh-server python3 python3-apt
     linux-image-amd64 clang llvm libbpf1 libbpf-dev bpftool libc6-dev linux-libc-dev
     python3-pyroute2 python3-jmespath
+    python3-bpfcc linux-headers-amd64
 )
 key="$(cat "$0" "$sources" | sha256sum | cut -c1-16)"
 out="$cache/$key"

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf, _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbcc import (
     function_names,
     import_bcc,
@@ -31,7 +31,12 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._libbcc import (
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import Fd
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf_obj import capture_stderr
 from ansible_collections.cnf.ebpf.plugins.module_utils._maps import read_btf_types
-from ansible_collections.cnf.ebpf.plugins.module_utils._objects import LoadedMap, LoadedObject, LoadedProgram
+from ansible_collections.cnf.ebpf.plugins.module_utils._objects import (
+    LoadedMap,
+    LoadedObject,
+    LoadedProgram,
+    MapSpecInObject,
+)
 
 # Program types whose hooks outlive the module's process: bpf_attach attaches them through netlink (XDP, tc) or
 # pinned bpf links (cgroup, tracepoint, raw_tracepoint, kprobe). Values: bcc's BPF.<type> constant names.
@@ -66,21 +71,6 @@ class BccError(Exception):
 
 
 @dataclass(frozen=True)
-class BccMapSpec:
-    """A table as bcc created it, in the shape of `_objects.MapSpecInObject` (what map decisions need)."""
-
-    name: str
-    type: str
-    key_size: int
-    value_size: int
-    max_entries: int
-    flags: int
-    key_type: _btf.BtfType | None
-    value_type: _btf.BtfType | None
-    internal: bool = False
-
-
-@dataclass(frozen=True)
 class BccProgramSpec:
     name: str
     type: str
@@ -89,7 +79,7 @@ class BccProgramSpec:
 @dataclass
 class BccSpec:
     programs: list[BccProgramSpec]
-    maps: list[BccMapSpec]
+    maps: list[MapSpecInObject]
 
 
 def check_functions(functions: dict[str, Any]) -> dict[str, str]:
@@ -187,10 +177,10 @@ def _staging(pin_dir: str) -> str:
     return path
 
 
-def _map_spec(name: str, fd: Fd) -> BccMapSpec:
+def _map_spec(name: str, fd: Fd) -> MapSpecInObject:
     info = _libbpf.map_info(fd)
     key_type, value_type = read_btf_types(info["btf_id"], info["btf_key_type_id"], info["btf_value_type_id"])
-    return BccMapSpec(
+    return MapSpecInObject(
         name=name,
         type=info["type"],
         key_size=info["key_size"],
@@ -199,6 +189,7 @@ def _map_spec(name: str, fd: Fd) -> BccMapSpec:
         flags=info["flags"],
         key_type=key_type,
         value_type=value_type,
+        internal=False,
     )
 
 

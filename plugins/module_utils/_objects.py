@@ -390,32 +390,18 @@ def _spec_from(obj: BpfObject, path: str) -> ObjectSpec:
     maps: list[MapSpecInObject] = []
     rodata: bytes | None = None
 
-    def template(m: MapHandle | None) -> MapSpecInObject | None:
-        if m is None:
-            return None
-        return MapSpecInObject(
-            name=m.name,
-            type=m.type,
-            key_size=m.key_size,
-            value_size=m.value_size,
-            max_entries=m.max_entries,
-            flags=m.flags,
-            key_type=_btf_type(btf, m.btf_key_type_id),
-            value_type=_btf_type(btf, m.btf_value_type_id),
-            internal=False,
-        )
-
-    for m in obj.maps():
+    def describe(m: MapHandle, inner: bool = False) -> MapSpecInObject:
         key_type = _btf_type(btf, m.btf_key_type_id)
         value_type = _btf_type(btf, m.btf_value_type_id)
-        internal = m.internal
+        internal = m.internal and not inner
         section = None
         if internal and isinstance(value_type, Datasec):
             section = value_type.name
         elif internal:
             # libbpf names internal maps "<object prefix><section>"; the section starts at the first dot.
             section = m.name[m.name.index(".") :] if "." in m.name else None
-        spec = MapSpecInObject(
+        template = m.inner if not inner else None
+        return MapSpecInObject(
             name=m.name,
             type=m.type,
             key_size=m.key_size,
@@ -426,9 +412,13 @@ def _spec_from(obj: BpfObject, path: str) -> ObjectSpec:
             value_type=value_type,
             internal=internal,
             section=section,
-            inner=template(m.inner),
-            pin_path=m.pin_path,
+            inner=describe(template, inner=True) if template is not None else None,
+            pin_path=m.pin_path if not inner else None,
         )
+
+    for m in obj.maps():
+        spec = describe(m)
+        section = spec.section
         if section == RODATA_SECTION:
             rodata = m.initial_value()
         maps.append(spec)

@@ -359,7 +359,7 @@ def go_type_names(maps: list[CodegenMap]) -> dict[str, str]:
     """C struct/union/enum name -> Go type name."""
     g, types = _planned(maps)
     out = {t.name: g.type_name(t) for t in types}
-    out.update({s.name or g.names[id(s)]: g.names[id(s)] for s in g.order})
+    out.update({s.name: g.names[id(s)] for s in g.order if s.name})  # anonymous members' types have no C name
     return dict(sorted(out.items()))
 
 

@@ -536,7 +536,7 @@ def _emit_struct(g: _Go, w: _Writer, gs: GoStruct) -> None:
             getter = _accessor_name(gs, f.member.name or g.names[id(_btf.resolve(f.member.type))])
             what = f"field {f.member.name}" if f.member.name else "anonymous member"
             w.block(
-                f"// {getter} reads the {what} (at offset {f.offset}, where Go cannot place a {f.gtype.expr}).",
+                f"// {getter} reads the {what}: bytes at offset {f.offset}, {_why_raw(gs, f)}.",
                 f"func (s *{gs.name}) {getter}() {f.gtype.expr} {{",
                 f"\tvar v {f.gtype.expr}",
                 f"\tcopy(rawBytes(&v), s.{f.name}[:])",
@@ -597,6 +597,13 @@ def _json_field(g: _Go, c_name: str, value: str, gt: GoType) -> list[str]:
         # A getter's result is not addressable: hold it in a variable.
         return [key, f"v := {value}", *g.json_lines("v", gt), "b = append(b, ',')"]
     return [key, *g.json_lines(value, gt), "b = append(b, ',')"]
+
+
+def _why_raw(gs: GoStruct, f: GoField) -> str:
+    t = f.gtype.expr if f.gtype is not None else "field"
+    if f.gtype is not None and f.offset % f.gtype.align:
+        return f"misaligned for a Go {t}"
+    return f"since a Go {t} field would pad the {gs.c.size}-byte struct"
 
 
 def _accessor_name(gs: GoStruct, c_name: str) -> str:

@@ -93,11 +93,11 @@ def _ensure_present(module: AnsibleModule, result: dict[str, Any]) -> None:
     before = _map_plan.describe_state(state) if state else {}
     after = before
     if plan.action in ("create", "recreate"):
-        result["changed"] = True
         if module.check_mode:
             after = _map_plan.describe_spec(spec)
         else:
             after = _map_plan.describe_state(_maps.create_pinned_map(spec, replace=plan.action == "recreate"))
+        result["changed"] = True  # only once it is done: a failed creation changed nothing
     diff: dict[str, Any] = {"before": before, "after": after}
     if os.path.lexists(path):
         result["changed"] = _apply_permissions(module, path, result["changed"], diff)

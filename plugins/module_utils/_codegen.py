@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.cnf.ebpf.plugins.module_utils import _btf
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import flag_names
+from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import MAP_IN_MAP_TYPES, PERCPU_MAP_TYPES, flag_names
 from ansible_collections.cnf.ebpf.plugins.module_utils._map_plan import MANAGED_MAP_TYPES, SpecError, build_map_spec
 
 GENERATED_BY = "cnf.ebpf.bpf_codegen"
@@ -30,10 +30,9 @@ CLANG_FORMAT_STYLE = (
 )
 PINNING = ("none", "by_name")
 EVENT_MAP_TYPES = ("ringbuf", "perf_event_array")
-MAPS_OF_MAPS = ("hash_of_maps", "array_of_maps")
+MAPS_OF_MAPS = MAP_IN_MAP_TYPES
 # Map types libbpf records no key/value BTF for in an object (events: none declared; maps of maps: the value).
 NO_BTF_TYPES = EVENT_MAP_TYPES
-PERCPU_TYPES = frozenset({"percpu_hash", "lru_percpu_hash", "percpu_array"})
 SCHEMA_KEYS = (
     "name",
     "type",
@@ -75,7 +74,7 @@ class CodegenMap:
 
     @property
     def percpu(self) -> bool:
-        return self.type in PERCPU_TYPES
+        return self.type in PERCPU_MAP_TYPES
 
 
 def _fail(path: str, problem: str) -> SpecError:

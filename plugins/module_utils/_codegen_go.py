@@ -100,16 +100,13 @@ class GoStruct:
 
 
 class _Go:
-    def __init__(self, maps: list[CodegenMap], package: str) -> None:
-        self.maps = maps
-        self.package = package
+    def __init__(self) -> None:
         self.names: dict[int, str] = {}  # id(model type) -> Go name
         self.taken: set[str] = set()
         self.structs: dict[int, GoStruct] = {}
         self.order: list[_btf.BtfType] = []
         self.imports: set[str] = {"unsafe", "strconv", "github.com/cilium/ebpf"}
         self.helpers: set[str] = {"raw"}
-        self.summed: set[int] = set()
 
     # -- names and types ---------------------------------------------------------------------------------------
     def type_name(self, t: _btf.BtfType, hint: str = "") -> str:
@@ -344,8 +341,8 @@ class _Writer:
         self.lines.extend(lines)
 
 
-def _planned(maps: list[CodegenMap], package: str = "maps") -> tuple[_Go, list[_btf.BtfType]]:
-    g = _Go(maps, package)
+def _planned(maps: list[CodegenMap]) -> tuple[_Go, list[_btf.BtfType]]:
+    g = _Go()
     types = named_types(maps)
     for t in types:
         if isinstance(t, _btf.Struct):
@@ -380,7 +377,7 @@ def go_layout(maps: list[CodegenMap]) -> dict[str, dict[str, Any]]:
 
 def go_source(maps: list[CodegenMap], package: str) -> str:
     """The Go file: types with C layout, their JSON and per-CPU sums, and a typed wrapper per map."""
-    g, types = _planned(maps, package)
+    g, types = _planned(maps)
     w = _Writer()
     # Enums first, then structs in dependency order (plan() appends members before parents).
     for t in types:
@@ -683,11 +680,10 @@ def _emit_map(g: _Go, w: _Writer, m: CodegenMap) -> None:
     )
     if m.path:
         w.block(f"// {name}PinPath is where the {m.name} map is pinned.", f'const {name}PinPath = "{m.path}"')
-    value_size = m.value_size
     w.block(
         f"// Open{name} opens the {m.name} map pinned at path and checks its type and sizes against the schema.",
         f"func Open{name}(path string) (*{wrapper}, error) {{",
-        f'\tm, err := openPinned(path, "{m.name}", ebpf.{_GO_MAP_TYPES[m.type]}, {m.key_size}, {value_size})',
+        f'\tm, err := openPinned(path, "{m.name}", ebpf.{_GO_MAP_TYPES[m.type]}, {m.key_size}, {m.value_size})',
         "\tif err != nil {",
         "\t\treturn nil, err",
         "\t}",

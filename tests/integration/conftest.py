@@ -54,6 +54,14 @@ def veth() -> Iterator[VethPair]:
         pair.close()
 
 
+def application(tmp_path: Path, prefix: str = "t") -> Iterator[dict[str, Any]]:
+    """Body of the tests' `app` fixtures: a unique application name and state dir, the application (pins, hooks,
+    state) removed afterwards. Each test file's fixture says what it must outlive (e.g. depends on `veth`)."""
+    base = {"name": f"{prefix}{uuid.uuid4().hex[:8]}", "state_dir": str(tmp_path / "state")}
+    yield base
+    run_module("bpf_program", dict(base, state="absent"))
+
+
 def run_module(name: str, args: dict[str, Any], check: bool = False, diff: bool = False) -> dict[str, Any]:
     """Run one module the way Ansible does for a local connection (an args file), and return its JSON result."""
     payload = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check, _ansible_diff=diff)}

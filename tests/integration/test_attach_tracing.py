@@ -17,7 +17,7 @@ import pytest
 
 from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf, _libbpf_link
 
-from .conftest import bpftool, run_module
+from .conftest import application, bpftool, run_module
 
 DATA = Path(__file__).parent / "data"
 HOOKS_SRC = str(DATA / "trace_hooks.c")
@@ -40,10 +40,7 @@ def has_kprobe_pmu() -> bool:
 
 @pytest.fixture
 def app(tmp_path: Path) -> Any:
-    name = f"t{uuid.uuid4().hex[:8]}"
-    base = {"name": name, "state_dir": str(tmp_path / "state")}
-    yield base
-    run_module("bpf_program", dict(base, state="absent"))
+    yield from application(tmp_path)
 
 
 def other_app(tmp_path: Path) -> dict[str, Any]:

@@ -10,13 +10,12 @@ import os
 import platform
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import run_module, run_role
+from .conftest import application, run_module, run_role
 from .netns import VethPair, drain
 
 DATA = Path(__file__).parent / "data"
@@ -52,10 +51,7 @@ def bcc_host(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture
 def app(tmp_path: Path) -> Any:
-    name = f"bcc{uuid.uuid4().hex[:8]}"
-    base = {"name": name, "state_dir": str(tmp_path / "state")}
-    yield base
-    run_module("bpf_program", dict(base, state="absent"))
+    yield from application(tmp_path, "bcc")
 
 
 def deploy(app: dict[str, Any], src: Path = SRC, **args: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import MODULES, compile_bpf, run_module
+from .conftest import MODULES, application, compile_bpf, run_module
 from .netns import VethPair
 
 EVENTS_SRC = Path(__file__).parent / "data" / "events_udp.c"
@@ -28,10 +28,7 @@ FRAME_LEN = 46
 @pytest.fixture
 def app(tmp_path: Path, veth: VethPair) -> Any:
     """An application name for the events program (deploy() loads and attaches it); removed afterwards."""
-    name = f"e{uuid.uuid4().hex[:8]}"
-    base = {"name": name, "state_dir": str(tmp_path / "state")}
-    yield base
-    run_module("bpf_program", dict(base, state="absent"))
+    yield from application(tmp_path, "e")
 
 
 def deploy(app: dict[str, Any], veth: VethPair, **args: Any) -> None:

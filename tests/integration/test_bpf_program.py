@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import bpftool, run_module
+from .conftest import application, bpftool, run_module
 
 DATA = Path(__file__).parent / "data"
 FLOW_SRC = str(DATA / "prog_flow.c")
@@ -21,10 +21,7 @@ FLOW_SRC = str(DATA / "prog_flow.c")
 @pytest.fixture
 def app(tmp_path: Path) -> Any:
     """A unique application name and state dir; its pins and state are removed afterwards."""
-    name = f"t{uuid.uuid4().hex[:8]}"
-    base = {"name": name, "state_dir": str(tmp_path / "state")}
-    yield base
-    run_module("bpf_program", dict(base, state="absent"))
+    yield from application(tmp_path)
 
 
 def deploy(app: dict[str, Any], check: bool = False, **args: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import bpftool, run_module
+from .conftest import application, bpftool, run_module
 from .netns import VethPair, drain
 
 FLOW_SRC = str(Path(__file__).parent / "data" / "prog_flow.c")
@@ -25,10 +25,7 @@ SO_RCVBUFFORCE = 33  # linux/asm-generic/socket.h; Python does not export it
 
 @pytest.fixture
 def app(tmp_path: Path, veth: VethPair) -> Any:  # after veth: removed while the namespaces still exist
-    name = f"u{uuid.uuid4().hex[:8]}"
-    base = {"name": name, "state_dir": str(tmp_path / "state")}
-    yield base
-    run_module("bpf_program", dict(base, state="absent"))
+    yield from application(tmp_path, "u")
 
 
 def deploy(app: dict[str, Any], version: int, **args: Any) -> dict[str, Any]:

@@ -84,6 +84,20 @@ MAP_FLAGS: dict[str, int] = {
     "inner_map": 1 << 12,
 }
 
+# Flags the kernel sets on maps of some types whatever the creator asked for (devmap: "Lookup returns a pointer
+# straight to dev->ifindex, so make sure the verifier prevents writes from the BPF side"). A pinned map that has
+# them is still the map the object declares.
+KERNEL_SET_MAP_FLAGS: dict[str, int] = {
+    "devmap": MAP_FLAGS["rdonly_prog"],
+    "devmap_hash": MAP_FLAGS["rdonly_prog"],
+}
+
+
+def declared_map_flags(map_type: str, flags: int) -> int:
+    """`flags` without those the kernel sets by itself on a map of this type: what to compare two maps' flags on."""
+    return flags & ~KERNEL_SET_MAP_FLAGS.get(map_type, 0)
+
+
 PROG_TYPE_NAMES: dict[int, str] = dict(
     enumerate(
         [

@@ -101,6 +101,9 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_program__insn_cnt": (_SIZE, [_VP]),
     "bpf_program__set_log_buf": (_INT, [_VP, _VP, _SIZE]),
     "bpf_program__set_log_level": (_INT, [_VP, _U32]),
+    "bpf_program__set_type": (_INT, [_VP, _INT]),
+    "bpf_program__set_expected_attach_type": (_INT, [_VP, _INT]),
+    "libbpf_prog_type_by_name": (_INT, [_STR, ctypes.POINTER(_INT), ctypes.POINTER(_INT)]),
     "bpf_map__name": (_STR, [_VP]),
     "bpf_map__type": (_INT, [_VP]),
     "bpf_map__key_size": (_U32, [_VP]),
@@ -113,6 +116,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_map__is_internal": (ctypes.c_bool, [_VP]),
     "bpf_map__inner_map": (_VP, [_VP]),
     "bpf_map__pin_path": (_STR, [_VP]),
+    "bpf_map__set_pin_path": (_INT, [_VP, _STR]),
     "bpf_map__fd": (_INT, [_VP]),
     "bpf_map__reuse_fd": (_INT, [_VP, _INT]),
     "bpf_map__initial_value": (_VP, [_VP, ctypes.POINTER(_SIZE)]),
@@ -371,6 +375,20 @@ class ProgramHandle(_Handle):
     def insn_count(self) -> int:
         return int(_lib().bpf_program__insn_cnt(self._ptr()))
 
+    def set_section_type(self, section: str) -> None:
+        """Load this program as libbpf 1.x would load one in SEC(`section`): its program type and expected attach
+        type, found by libbpf's own section table (for sources whose section name libbpf no longer knows)."""
+        lib = _lib()
+        prog_type, attach_type = _INT(0), _INT(0)
+        ret = lib.libbpf_prog_type_by_name(section.encode(), ctypes.byref(prog_type), ctypes.byref(attach_type))
+        if ret < 0:
+            raise BpfError("set type", f"program {self.name}", -ret, f"libbpf knows no section named {section!r}")
+        ret = lib.bpf_program__set_type(self._ptr(), prog_type.value)
+        if ret >= 0:
+            ret = lib.bpf_program__set_expected_attach_type(self._ptr(), attach_type.value)
+        if ret < 0:
+            raise BpfError("set type", f"program {self.name}", -ret, section)
+
     def set_log_buf(self, buf: Any, size: int) -> None:
         ret = _lib().bpf_program__set_log_buf(self._ptr(), ctypes.cast(buf, _VP), size)
         if ret < 0:
@@ -437,6 +455,13 @@ class MapHandle(_Handle):
         """Where libbpf pins the map (set by `pinning = LIBBPF_PIN_BY_NAME`), None when it does not."""
         value = _lib().bpf_map__pin_path(self._ptr())
         return _text(value) if value else None
+
+    def clear_pin_path(self) -> None:
+        """Take pinning out of libbpf's hands for this map (LIBBPF_PIN_BY_NAME): otherwise bpf_object__load pins it
+        at <pin_root_path>/<name> itself and, when a map is already pinned there, uses that one."""
+        ret = _lib().bpf_map__set_pin_path(self._ptr(), None)
+        if ret < 0:
+            raise BpfError("clear pin path", f"map {self.name}", -ret)
 
     def set_max_entries(self, count: int) -> None:
         ret = _lib().bpf_map__set_max_entries(self._ptr(), count)

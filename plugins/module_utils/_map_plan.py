@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.cnf.ebpf.plugins.module_utils import _btf
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import MAP_FLAGS, flag_names
+from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import MAP_FLAGS, declared_map_flags, flag_names
 from ansible_collections.cnf.ebpf.plugins.module_utils._maps import BTF_MAP_TYPES, MapSpec, MapState
 
 MANAGED_MAP_TYPES = (
@@ -215,7 +215,11 @@ def map_differences(spec: MapSpec, state: MapState) -> list[str]:
         ("key_size", spec.key_size, info["key_size"]),
         ("value_size", spec.value_size, info["value_size"]),
         ("max_entries", spec.max_entries, info["max_entries"]),
-        ("flags", flag_names(spec.flags), flag_names(info["flags"])),
+        (
+            "flags",
+            flag_names(declared_map_flags(spec.type, spec.flags)),
+            flag_names(declared_map_flags(info["type"], info["flags"])),
+        ),
     ):
         if want != have:
             diffs.append(f"{label}: existing {have!r}, declared {want!r}")

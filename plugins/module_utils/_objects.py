@@ -5,7 +5,8 @@
 - `compile_source()` builds a CO-RE object with clang and caches it under a digest of everything that decides the
   output: the source, the local headers it includes (found with `clang -M`), the flags and clang's version. System
   headers (under /usr) are left out of the key so that one source gives the same digest across hosts whose
-  distribution headers differ slightly; the digest then names "this program" fleet-wide.
+  distribution headers differ slightly; the digest then names "this program" fleet-wide. Sources that include glibc
+  headers (<linux/if.h> pulls in <sys/socket.h>) build as written: see `GLIBC_STUBS_SHIM`.
 - `inspect_object()` opens an object with libbpf without loading it: programs, maps (with their BTF types) and the
   `.rodata` constants that can be set at load time.
 - `load_object()` loads an object into the kernel: map sizes, reused maps, constants; on a verifier rejection it
@@ -55,6 +56,49 @@ _TARGET_ARCH = {
 }
 
 
+# glibc's <gnu/stubs.h> picks <gnu/stubs-32.h> or -64.h by the host architecture's macros (__x86_64__, ...), which
+# `clang -target bpf` does not define, and only multilib systems have the 32-bit file: any source that includes a
+# glibc header (<linux/if.h> and <linux/icmp.h> pull in <sys/socket.h>; <stdint.h>, <netinet/in.h>) fails with
+# "'gnu/stubs-32.h' file not found" on a stock host. The file only lists glibc functions that are stubs (__stub_*
+# macros), which BPF code never calls, so an empty one found first is correct on every architecture: the kernel's
+# BPF selftests ship the same dummy header. It lives in the compile cache and is written when missing.
+GLIBC_STUBS_SHIM = (
+    "/* Written by cnf.ebpf: an empty <gnu/stubs.h> for clang -target bpf, which defines none of the host\n"
+    " * architecture macros glibc's own stubs.h chooses its stubs-<abi>.h by. See cnf.ebpf's _objects.py. */\n"
+)
+SHIM_DIR_NAME = "include"
+
+# libbpf before 1.0 took any section name that started with a known prefix (SEC("xdp_icmp_echo") was an XDP program);
+# libbpf 1.x wants the section exactly (or the prefix followed by '/'), and leaves the program without a type. These
+# are the prefixes such sources use, longest first, to say what to write instead.
+_LEGACY_SECTION_PREFIXES = (
+    "raw_tracepoint",
+    "flow_dissector",
+    "lwt_seg6local",
+    "cgroup_skb",
+    "perf_event",
+    "tracepoint",
+    "classifier",
+    "kretprobe",
+    "uretprobe",
+    "lwt_xmit",
+    "lwt_out",
+    "sockops",
+    "raw_tp",
+    "socket",
+    "kprobe",
+    "uprobe",
+    "action",
+    "lwt_in",
+    "sk_skb",
+    "sk_msg",
+    "xdp",
+    "tc",
+    "tp",
+)
+PROGRAM_TYPES_DOC = "https://docs.kernel.org/bpf/libbpf/program_types.html"
+
+
 # --- errors ------------------------------------------------------------------------------------------------------
 
 
@@ -66,7 +110,28 @@ class CompileError(Exception):
         self.command = command
         self.stderr = stderr
         self.summary = summary or _first_error_line(stderr) or "clang failed"
-        super().__init__(f"clang could not compile {source}: {self.summary}")
+        hint = _compile_hint(stderr)
+        super().__init__(f"clang could not compile {source}: {self.summary}" + (f" ({hint})" if hint else ""))
+
+
+def _compile_hint(stderr: str) -> str:
+    """What clang's message means when the cause is a libbpf version the source was written for."""
+    if "struct bpf_map_def" in stderr:
+        return (
+            'struct bpf_map_def in SEC("maps") is the map definition of libbpf before 1.0, which libbpf 1.x '
+            "removed: declare the map as a BTF-defined map, struct { __uint(type, ...); __type(key, ...); "
+            '__type(value, ...); __uint(max_entries, ...); } name SEC(".maps")'
+        )
+    return ""
+
+
+class LoadError(BpfError):
+    """libbpf refused to load the object before any program reached the verifier (a map it could not create, a
+    relocation, a program without a type...). `.libbpf_log` is everything libbpf printed."""
+
+    def __init__(self, error: BpfError, libbpf_log: str) -> None:
+        super().__init__(error.op, error.obj, error.errno, error.detail)
+        self.libbpf_log = libbpf_log
 
 
 class ObjectParamError(ValueError):
@@ -92,7 +157,9 @@ class VerifierError(Exception):
         insns_processed: int | None,
         kernel_release: str,
         errno: int = 0,
+        libbpf_log: str = "",
     ) -> None:
+        self.libbpf_log = libbpf_log
         self.program = program
         self.message = message
         self.log_tail = log_tail
@@ -197,13 +264,15 @@ def parse_make_deps(text: str) -> list[str]:
     return deps
 
 
-def local_headers(deps: Sequence[str], source: str) -> list[str]:
-    """Absolute paths of the dependencies that count for the cache key: not the source, not system headers."""
+def local_headers(deps: Sequence[str], source: str, shim_dir: str | None = None) -> list[str]:
+    """Absolute paths of the dependencies that count for the cache key: not the source, not system headers, not our
+    own shim headers (the key covers those by their contents, wherever the cache is)."""
     src = os.path.abspath(source)
+    excluded = SYSTEM_HEADER_PREFIXES + ((os.path.join(os.path.abspath(shim_dir), ""),) if shim_dir else ())
     out: list[str] = []
     for dep in deps:
         path = os.path.abspath(dep)
-        if path == src or path.startswith(SYSTEM_HEADER_PREFIXES) or path in out:
+        if path == src or path.startswith(excluded) or path in out:
             continue
         out.append(path)
     return sorted(out)
@@ -221,6 +290,7 @@ def cache_key(
         h.update(tag + len(data).to_bytes(8, "little") + data)
 
     part(b"format", b"cnf-ebpf-compile-2")  # 2: objects no longer depend on the source's directory
+    part(b"shim", GLIBC_STUBS_SHIM.encode())
     part(b"source", source_bytes)
     for path, data in headers:
         part(b"header-path", os.path.relpath(path, source_dir).encode())
@@ -265,10 +335,14 @@ def compile_source(
         raise CompileError(source, [], str(exc), f"cannot read the source: {exc.strerror}") from exc
     flags = build_flags(include_dirs, defines, cflags)
     version = clang_version(clang)
+    shim_dir = write_shim(cache_dir)
+    # The shim directory comes first so that its <gnu/stubs.h> wins; it is not part of `flags` (the key), whose
+    # digest must not depend on where a host keeps its cache.
+    compile_flags = ["-I", shim_dir, *flags]
 
-    scan = _run_clang(source, [clang, *flags, "-M", "-MT", "object", source])
+    scan = _run_clang(source, [clang, *compile_flags, "-M", "-MT", "object", source])
     headers: list[tuple[str, bytes]] = []
-    for path in local_headers(parse_make_deps(scan.stdout), source):
+    for path in local_headers(parse_make_deps(scan.stdout), source, shim_dir):
         try:
             with open(path, "rb") as f:
                 headers.append((path, f.read()))
@@ -281,21 +355,37 @@ def compile_source(
     # carry the source's directory, and the same source copied to two places would make two different objects
     # under one key (whichever compile wrote last would win, and the other deployment would see its object change).
     relocatable = [f"-fdebug-prefix-map={os.path.dirname(source)}=.", "-fdebug-compilation-dir=."]
-    command = [clang, *flags, *relocatable, "-c", source, "-o", out]
+    command = [clang, *compile_flags, *relocatable, "-c", source, "-o", out]
     if os.path.isfile(out) and os.path.getsize(out) > 0:
         return Compiled(out, digest, True, command)
 
-    os.makedirs(cache_dir, mode=0o755, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{digest}.", suffix=".o.tmp", dir=cache_dir)
     os.close(fd)
     try:
-        _run_clang(source, [clang, *flags, *relocatable, "-c", source, "-o", tmp], shown=command)
+        _run_clang(source, [clang, *compile_flags, *relocatable, "-c", source, "-o", tmp], shown=command)
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return Compiled(out, digest, False, command)
+
+
+def write_shim(cache_dir: str) -> str:
+    """The directory of our <gnu/stubs.h> (GLIBC_STUBS_SHIM) under `cache_dir`, written atomically when missing."""
+    shim_dir = os.path.join(cache_dir, SHIM_DIR_NAME)
+    header = os.path.join(shim_dir, "gnu", "stubs.h")
+    try:
+        with open(header, encoding="utf-8") as f:
+            if f.read() == GLIBC_STUBS_SHIM:
+                return shim_dir
+    except OSError:
+        pass
+    os.makedirs(cache_dir, mode=0o755, exist_ok=True)
+    os.makedirs(os.path.dirname(header), mode=0o755, exist_ok=True)
+    with atomic_file(header, mode=0o644) as f:
+        f.write(GLIBC_STUBS_SHIM)
+    return shim_dir
 
 
 def object_digest(path: str) -> str:
@@ -440,13 +530,68 @@ def _spec_from(obj: BpfObject, path: str) -> ObjectSpec:
     )
 
 
-def inspect_object(path: str, *, object_name: str | None = None) -> ObjectSpec:
+def inspect_object(
+    path: str, *, object_name: str | None = None, program_types: Mapping[str, str] | None = None
+) -> ObjectSpec:
     """Programs, maps and constants of an object file, read by libbpf without loading anything into the kernel.
 
     `object_name` overrides the name libbpf derives from the file name (it prefixes the internal maps' names, e.g.
-    `counter.rodata`; a cached `<digest>.o` would otherwise give them a hex prefix)."""
+    `counter.rodata`; a cached `<digest>.o` would otherwise give them a hex prefix). `program_types` loads the named
+    programs as if they were in those sections (see set_program_types)."""
     with BpfObject(path, object_name) as obj:
+        set_program_types(obj, program_types)
         return _spec_from(obj, path)
+
+
+def set_program_types(obj: BpfObject, program_types: Mapping[str, str] | None) -> None:
+    """Give programs the type of a libbpf 1.x section, by program name: how a source whose section names only older
+    libbpf knew (SEC("xdp_pass")) loads as written. ObjectParamError names an unknown program or section."""
+    if not program_types:
+        return
+    handles = {prog.name: prog for prog in obj.programs()}
+    for name, section in program_types.items():
+        path = f"program_types.{name}"
+        if name not in handles:
+            known = ", ".join(sorted(handles)) or "none"
+            raise ObjectParamError(path, f"the object has no program named {name!r} (its programs: {known})")
+        if not isinstance(section, str) or not section:
+            raise ObjectParamError(path, f"expected a libbpf section name such as xdp or tc, got {section!r}")
+        try:
+            handles[name].set_section_type(section)
+        except BpfError:
+            raise ObjectParamError(
+                path, f"libbpf 1.x knows no section named {section!r} (the names it knows: {PROGRAM_TYPES_DOC})"
+            ) from None
+
+
+def legacy_section_replacement(section: str) -> str | None:
+    """The libbpf 1.x section an older libbpf read `section` as (xdp_icmp_echo -> xdp), None when none fits."""
+    for prefix in _LEGACY_SECTION_PREFIXES:
+        if section.startswith(prefix) and section != prefix:
+            return prefix
+    return None
+
+
+def check_program_types(spec: ObjectSpec) -> None:
+    """Refuse, before anything is loaded, an object whose program libbpf could not give a type from its section:
+    the kernel would refuse it with a bare EINVAL. The message names the section and what to write instead."""
+    for prog in spec.programs:
+        if prog.type != "unspec":
+            continue
+        section = prog.section
+        modern = legacy_section_replacement(section)
+        if modern:
+            older = f'libbpf before 1.0 read any section starting with "{modern}" as SEC("{modern}")'
+            fix = f'write SEC("{modern}") in the source, or keep the source as written and set program_types: '
+            fix += f"{{{prog.name}: {modern}}}"
+        else:
+            older = f"the section names libbpf knows are listed at {PROGRAM_TYPES_DOC}"
+            fix = f"write one of them in SEC(), or set program_types: {{{prog.name}: <section>}}"
+        raise ObjectParamError(
+            f"programs.{prog.name}",
+            f'SEC("{section}") is not a section name libbpf 1.x knows, so it cannot tell the program\'s type '
+            f"({older}); {fix}",
+        )
 
 
 # --- constants ---------------------------------------------------------------------------------------------------
@@ -643,7 +788,11 @@ def _check_reusable(name: str, pin: str, have: _libbpf.BpfMap, want: MapSpecInOb
         ("type", have.info["type"], want.type),
         ("key_size", have.info["key_size"], want.key_size),
         ("value_size", have.info["value_size"], want.value_size),
-        ("flags", have.info["flags"], want.flags),
+        (
+            "flags",
+            _libbpf.declared_map_flags(have.info["type"], have.info["flags"]),
+            _libbpf.declared_map_flags(want.type, want.flags),
+        ),
     ):
         if theirs != ours:
             problems.append(f"{what} {theirs} (object declares {ours})")
@@ -660,16 +809,20 @@ def load_object(
     log_dir: str = DEFAULT_LOG_DIR,
     object_name: str | None = None,
     constant_formats: Mapping[str, str] | None = None,
+    program_types: Mapping[str, str] | None = None,
 ) -> LoadedObject:
     """Load every program of an object file into the kernel and return our own fds for its programs and maps.
 
     `map_sizes` sets max_entries by map name; `reuse_maps` maps a map name to the pin of an existing map that the
-    new programs use instead of a new one (its contents survive); `constants` sets .rodata variables by name.
-    Raises ObjectParamError (bad parameter, named by path), VerifierError, or BpfError."""
+    new programs use instead of a new one (its contents survive); `constants` sets .rodata variables by name;
+    `program_types` sets program types by section name (set_program_types). Maps the object asks libbpf to pin by
+    name (LIBBPF_PIN_BY_NAME) are not pinned by libbpf: the caller pins every map where it keeps the application's.
+    Raises ObjectParamError (bad parameter, named by path), VerifierError, LoadError, or BpfError."""
     digest = object_digest(path)
     obj = BpfObject(path, object_name)
     result = LoadedObject(programs={}, maps={}, object_btf_raw=b"", digest=digest)
     try:
+        set_program_types(obj, program_types)
         spec = _spec_from(obj, path)
         result.spec = spec
         result.object_btf_raw = spec.btf_raw or b""
@@ -677,6 +830,12 @@ def load_object(
         handles = list(zip(spec.maps, obj.maps()))
         by_name = {m.name: (m, h) for m, h in handles}
         reuse = dict(reuse_maps or {})
+        for _want, handle in handles:
+            if handle.pin_path:
+                # Left to libbpf, a PIN_BY_NAME map is pinned at /sys/fs/bpf/<name> (outside the application, shared
+                # with any other object that has a map of that name, left behind on removal) and, when a map is
+                # already pinned there, that one is used instead of the reused or recreated one decided here.
+                handle.clear_pin_path()
 
         for name, pin in reuse.items():
             if name not in by_name:
@@ -717,7 +876,7 @@ def load_object(
         except BpfError as exc:
             log = obj.verifier_log()
             if not log.strip():
-                raise
+                raise LoadError(exc, obj.messages) from None
             raise _verifier_error(obj, log, exc, digest, log_dir) from None
 
         for prog_handle in obj.programs():
@@ -768,4 +927,5 @@ def _verifier_error(obj: BpfObject, log: str, exc: BpfError, digest: str, log_di
         insns_processed=insns,
         kernel_release=os.uname().release,
         errno=exc.errno,
+        libbpf_log=obj.messages,
     )

@@ -57,6 +57,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "lock_timeout": {"type": "int", "default": 60},
     "loader": {"type": "str", "default": "libbpf", "choices": ["libbpf", "bcc"]},
     "functions": {"type": "dict", "default": {}},
+    "program_types": {"type": "dict", "default": {}},
 }
 MUTUALLY_EXCLUSIVE = [("src", "object")]
 REQUIRED_IF = [("state", "present", ("src", "object"), True)]
@@ -295,7 +296,12 @@ def _reconcile(
     types) is given when it is cheap to know; otherwise `inspect()` learns it, only when a deployment is due."""
     with _apps.app_lock(p["name"], p["lock_timeout"]):
         state = _apps.read_state(p["name"], p["state_dir"])
-        desired = Desired(digest, dict(p["constants"]), {k: int(v) for k, v in p["map_sizes"].items()})
+        desired = Desired(
+            digest,
+            dict(p["constants"]),
+            {k: int(v) for k, v in p["map_sizes"].items()},
+            {prog.name: prog.type for prog in spec.programs} if spec is not None else None,
+        )
         reasons = reload_reasons(state, desired, _live_prog_ids(layout, program_names))
         missing_maps = sorted(
             name
@@ -362,7 +368,8 @@ def _present(p: dict[str, Any], check_mode: bool, reattach: bool = True) -> dict
     scratch = tempfile.mkdtemp(prefix="cnf-ebpf-check-") if check_mode else None
     try:
         obj_path, source = _get_object(p, scratch)
-        spec = _objects.inspect_object(obj_path, object_name=p["name"])
+        spec = _objects.inspect_object(obj_path, object_name=p["name"], program_types=p["program_types"])
+        _objects.check_program_types(spec)
         if p["constants"]:
             _objects.encode_constants(spec, dict(p["constants"]), spec.rodata or b"")  # type-check before anything
         known_maps = {m.name for m in spec.maps if not m.internal}
@@ -390,6 +397,7 @@ def _present(p: dict[str, Any], check_mode: bool, reattach: bool = True) -> dict
                 reuse_maps=reuse,
                 log_dir=os.path.join(p["state_dir"], "logs"),
                 object_name=p["name"],
+                program_types=p["program_types"],
             ),
             source,
         )
@@ -403,6 +411,8 @@ def _present_bcc(p: dict[str, Any], check_mode: bool, reattach: bool, layout: _a
     and the bcc version), so an unchanged task compiles nothing."""
     if p["object"]:
         raise ProgramError("object: loader=bcc compiles bcc-dialect C from src; load object files with loader=libbpf")
+    if p["program_types"]:
+        raise ProgramError("program_types: bcc-dialect sources declare their program types in functions")
     for option in ("constants", "map_sizes"):
         if p[option]:
             raise ProgramError(
@@ -485,8 +495,11 @@ def run(module: AnsibleModule) -> None:
             log_path=exc.log_path,
             insns_processed=exc.insns_processed,
             kernel_release=exc.kernel_release,
+            libbpf_log=exc.libbpf_log,
             changed=False,
         )
+    except _objects.LoadError as exc:
+        module.fail_json(msg=str(exc), libbpf_log=exc.libbpf_log, changed=False)
     except _objects.CompileError as exc:
         module.fail_json(msg=str(exc), stderr=exc.stderr, cmd=exc.command, changed=False)
     except _bcc.BccError as exc:  # bcc's compiler errors or the verifier's log in stderr

@@ -29,6 +29,9 @@ class Desired:
     object_digest: str
     constants: dict[str, Any] = field(default_factory=dict)
     map_sizes: dict[str, int] = field(default_factory=dict)
+    # Program name -> the kernel program type it loads as (known when the object was inspected): the same object
+    # loaded with other program_types is another deployment.
+    program_types: dict[str, str] | None = None
 
 
 def reload_reasons(state: dict[str, Any] | None, desired: Desired, live_prog_ids: dict[str, int | None]) -> list[str]:
@@ -49,6 +52,10 @@ def reload_reasons(state: dict[str, Any] | None, desired: Desired, live_prog_ids
         if old_sizes.get(name) != desired.map_sizes.get(name):
             reasons.append(f"map_sizes.{name}: {old_sizes.get(name)!r} -> {desired.map_sizes.get(name)!r}")
     deployed = state.get("programs") or {}
+    for prog, prog_type in sorted((desired.program_types or {}).items()):
+        recorded_type = (deployed.get(prog) or {}).get("type")
+        if recorded_type and recorded_type != prog_type:
+            reasons.append(f"program {prog}: type {recorded_type} -> {prog_type}")
     for prog, live_id in sorted(live_prog_ids.items()):
         recorded = (deployed.get(prog) or {}).get("id")
         if live_id is None:

@@ -81,6 +81,14 @@ options:
         file descriptors of the attaching process and would be gone when the module exits.
     type: dict
     default: {}
+  program_types:
+    description:
+      - Program name to the libbpf 1.x section name to load it as (V(xdp), V(tc), V(kprobe/do_unlinkat)...), for
+        sources whose C(SEC()) names only libbpf before 1.0 accepted (C(SEC("xdp_icmp_echo")), C(SEC("xdp_pass"))),
+        so they deploy as written. Without it, such an object is refused before anything is loaded, with a message
+        naming the section and the section to write instead.
+    type: dict
+    default: {}
   object:
     description: A prebuilt BPF object file on the managed host.
     type: path
@@ -94,7 +102,10 @@ options:
     type: dict
     default: {}
   cflags:
-    description: Extra clang flags for O(src).
+    description:
+      - Extra clang flags for O(src). Sources that include glibc headers (C(<linux/if.h>), C(<linux/icmp.h>),
+        C(<stdint.h>)) need none: the compile puts an empty C(<gnu/stubs.h>) first on the include path, as the
+        kernel's BPF selftests do, so C(-target bpf) finds no missing C(gnu/stubs-32.h) on any architecture.
     type: list
     elements: str
     default: []
@@ -140,6 +151,10 @@ notes:
   - Verifier rejections fail the task with the verifier's own message, the last lines of its log, the number of
     instructions processed and the kernel release; the full log is saved under O(state_dir)C(/logs) and its path
     returned. Nothing stays loaded.
+  - Maps the source asks libbpf to pin by name (C(__uint(pinning, LIBBPF_PIN_BY_NAME))) are the application's maps like
+    the others, pinned under C(<pin_root>/<name>/maps/) (or C(shared/) when listed in O(shared_maps)), reused on
+    upgrade and removed with the application; libbpf does not pin them at C(/sys/fs/bpf/<map>).
+  - Flags the kernel sets by itself (C(BPF_F_RDONLY_PROG) on devmaps) do not count as a layout difference.
   - Migration copies a snapshot; updates the old programs make to the old map between the copy and the swap are lost.
   - With O(loader=bcc), tables a source pins itself (C(BPF_TABLE_PINNED)) are pinned under the application like the
     others; O(constants) and O(map_sizes) are not available (bcc sizes tables in the source; use O(defines)).
@@ -179,6 +194,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+libbpf_log:
+  description: Everything libbpf printed while opening and loading the object, when the load failed.
+  returned: on a load failure
+  type: str
 unreachable_hooks:
   description:
     - Recorded hooks an upgrade could not move to the new program because their interface or network namespace is

@@ -31,7 +31,7 @@ COLL_ENV := PYTHONPATH=$(COLL_PATH) \
 # golang/cilium-ebpf/clang-format: bpf_codegen's outputs are built and checked; python3-bpfcc and Debian's kernel
 # headers: bcc-dialect programs (the bpf_host role links the headers for a running kernel that has none).
 APT_PKGS := make git rsync clang llvm libbpf1 libbpf-dev libelf-dev bpftool \
-	iproute2 python3-venv shellcheck chromium chromium-driver golang-go golang-github-cilium-ebpf-dev clang-format \
+	iproute2 ethtool python3-venv shellcheck chromium chromium-driver golang-go golang-github-cilium-ebpf-dev clang-format \
 	python3-bpfcc linux-headers-$(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)

@@ -156,6 +156,10 @@ HASH_KINDS = frozenset({"hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "l
 ARRAY_KINDS = frozenset({"array", "percpu_array"})
 MAP_IN_MAP_KINDS = frozenset({"hash_of_maps", "array_of_maps"})
 QUEUE_KINDS = frozenset({"queue", "stack"})
+# XDP redirect targets: sparse like a hash (a slot is set or not; deleting empties it), keyed by a u32 slot, with
+# plain values: an ifindex (or struct bpf_devmap_val: ifindex and a program), a queue size (struct bpf_cpumap_val).
+# The kernel resolves an ifindex in the writer's network namespace.
+DEVICE_KINDS = frozenset({"devmap", "devmap_hash", "cpumap"})
 EVENT_KINDS = frozenset({"ringbuf", "perf_event_array"})
 
 
@@ -208,6 +212,7 @@ class EntryMap:
             or self.type in ARRAY_KINDS
             or self.type in MAP_IN_MAP_KINDS
             or self.type in QUEUE_KINDS
+            or self.type in DEVICE_KINDS
         ):
             raise ValueError(f"path: {self.path} is a {self.type} map, whose entries this module does not manage")
         key_btf, value_btf = _maps.read_btf_types(info["btf_id"], info["btf_key_type_id"], info["btf_value_type_id"])
@@ -219,10 +224,13 @@ class EntryMap:
         self.key_type = self._declared("key", key_btf, key_schema, info["key_size"])
         self.value_type = self._declared("value", value_btf, value_schema, info["value_size"])
         if self.key_type is None and (
-            self.type in ARRAY_KINDS or (self.type in MAP_IN_MAP_KINDS and info["key_size"] == 4)
+            self.type in ARRAY_KINDS or (self.type in MAP_IN_MAP_KINDS | DEVICE_KINDS and info["key_size"] == 4)
         ):
-            # Array indexes are u32 for the kernel; maps of maps cannot carry BTF and are nearly always keyed by a u32.
+            # Array indexes are u32 for the kernel; maps of maps cannot carry BTF and are nearly always keyed by a u32,
+            # device maps always.
             self.key_type = _btf.type_from_schema("u32", path="key")
+        if self.value_type is None and self.type in DEVICE_KINDS and info["value_size"] == 4:
+            self.value_type = _btf.type_from_schema("u32", path="value")  # an ifindex, or a cpumap queue size
         if self.type in QUEUE_KINDS:
             self.key_codec = None
         elif self.key_type is None:

@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from pyroute2 import netns as pyroute2_netns
 
@@ -102,22 +102,7 @@ class VethPair:
         return addr_a, addr_b
 
     def send_udp(self, ns: str, dst: str, port: int, count: int, payload: bytes = b"cnf-test") -> int:
-        """`count` datagrams (IPv4 or IPv6, by `dst`) from one socket in a subprocess in `ns` (ip netns exec: it
-        needs no pins); returns the source port they were sent from."""
-        code = (
-            "import socket,sys\n"
-            "s=socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET,socket.SOCK_DGRAM)\n"
-            "s.bind(('::' if ':' in sys.argv[1] else '0.0.0.0',0))\n"
-            "for i in range(int(sys.argv[3])): s.sendto(sys.argv[4].encode(),(sys.argv[1],int(sys.argv[2])))\n"
-            "print(s.getsockname()[1])\n"
-        )
-        proc = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", code, dst, str(port), str(count), payload.decode()],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return int(proc.stdout)
+        return send_udp(ns, dst, port, count, payload)
 
     def udp_through(self, dst: str, count: int, port: int = 9100) -> tuple[int, float]:
         """`count` datagrams from side a to `dst` (an address of side b) as fast as Python sends them: how many side
@@ -144,20 +129,43 @@ class VethPair:
         finally:
             sock.close()
 
-    @contextmanager
-    def receiver(self, ns: str, addr: str, ports: list[int]) -> Iterator[dict[int, socket.socket]]:
-        """UDP sockets bound in `ns` (opened in-process, then used from the original namespace)."""
-        socks: dict[int, socket.socket] = {}
-        try:
-            with entered(ns):
-                for port in ports:
-                    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    sock.bind((addr, port))
-                    socks[port] = sock
-            yield socks
-        finally:
-            for sock in socks.values():
-                sock.close()
+    def receiver(self, ns: str, addr: str, ports: list[int]) -> AbstractContextManager[dict[int, socket.socket]]:
+        return receiver(ns, addr, ports)
+
+
+def send_udp(ns: str, dst: str, port: int, count: int, payload: bytes = b"cnf-test") -> int:
+    """`count` datagrams (IPv4 or IPv6, by `dst`) from one socket in a subprocess in `ns` (ip netns exec: it
+    needs no pins); returns the source port they were sent from."""
+    code = (
+        "import socket,sys\n"
+        "s=socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET,socket.SOCK_DGRAM)\n"
+        "s.bind(('::' if ':' in sys.argv[1] else '0.0.0.0',0))\n"
+        "for i in range(int(sys.argv[3])): s.sendto(sys.argv[4].encode(),(sys.argv[1],int(sys.argv[2])))\n"
+        "print(s.getsockname()[1])\n"
+    )
+    proc = subprocess.run(
+        ["ip", "netns", "exec", ns, sys.executable, "-c", code, dst, str(port), str(count), payload.decode()],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(proc.stdout)
+
+
+@contextmanager
+def receiver(ns: str, addr: str, ports: list[int]) -> Iterator[dict[int, socket.socket]]:
+    """UDP sockets bound in `ns` (opened in-process, then used from the original namespace)."""
+    socks: dict[int, socket.socket] = {}
+    try:
+        with entered(ns):
+            for port in ports:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.bind((addr, port))
+                socks[port] = sock
+        yield socks
+    finally:
+        for sock in socks.values():
+            sock.close()
 
 
 def drain(sock: socket.socket, quiet: float = 0.3) -> int:

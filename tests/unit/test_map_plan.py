@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from ansible_collections.cnf.ebpf.plugins.module_utils import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import MAP_FLAGS
 from ansible_collections.cnf.ebpf.plugins.module_utils._map_plan import (
     SpecError,
     build_map_spec,
@@ -15,7 +16,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._map_plan import (
     map_differences,
     plan_map,
 )
-from ansible_collections.cnf.ebpf.plugins.module_utils._maps import MapState
+from ansible_collections.cnf.ebpf.plugins.module_utils._maps import MapSpec, MapState
 
 PAGE = 4096
 
@@ -147,3 +148,20 @@ def test_absent_plans() -> None:
 def test_describe_spec_has_no_kernel_id() -> None:
     described = describe_spec(spec(type="hash", key="u32", value="u64", max_entries=8))
     assert "id" not in described and described["key_type"] == "unsigned int"
+
+
+def test_flags_the_kernel_sets_are_no_difference() -> None:
+    """The kernel adds BPF_F_RDONLY_PROG to every devmap: a pinned devmap with it is the declared devmap. A flag the
+    kernel does not add by itself still counts, on a devmap as on any map."""
+    devmap = MapSpec(
+        path="/sys/fs/bpf/cnf/app/maps/tx_port", type="devmap", name="tx_port", key_size=4, value_size=4, max_entries=8
+    )
+    rdonly_prog, wronly = MAP_FLAGS["rdonly_prog"], MAP_FLAGS["wronly"]
+    assert map_differences(devmap, state_of(devmap, flags=rdonly_prog)) == []
+    assert map_differences(devmap, state_of(devmap, flags=rdonly_prog | wronly)) == [
+        "flags: existing ['wronly'], declared []"
+    ]
+    array = MapSpec(path="/sys/fs/bpf/cnf/app/maps/a", type="array", name="a", key_size=4, value_size=4, max_entries=8)
+    assert map_differences(array, state_of(array, flags=rdonly_prog)) == [
+        "flags: existing ['rdonly_prog'], declared []"
+    ]

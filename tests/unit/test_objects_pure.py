@@ -95,8 +95,8 @@ def test_header_change_changes_digest_unrelated_file_does_not(tmp_path: Path) ->
         str(src), include_dirs=[str(tmp_path / "inc")], defines={"DEBUG": 1}, cache_dir=cache
     )
     assert with_define.digest != changed.digest
-    # Only finished objects are in the cache (the temporary file was renamed).
-    assert sorted(p.name for p in Path(cache).iterdir()) == sorted(
+    # Only finished objects are in the cache (the temporary file was renamed), beside the glibc shim's directory.
+    assert sorted(p.name for p in Path(cache).iterdir() if p.name != _objects.SHIM_DIR_NAME) == sorted(
         f"{c.digest}.o" for c in (first, changed, with_define)
     )
 
@@ -128,7 +128,8 @@ def test_compile_error_names_source_and_first_clang_error(tmp_path: Path) -> Non
     assert str(err.value).startswith(f"clang could not compile {src}: {src}:1:23: error: expected ';'")
     assert "\n" not in str(err.value)
     assert "error:" in err.value.stderr and err.value.command[0] == "clang"
-    assert not list((tmp_path / "cache").iterdir())  # no temporary file left behind
+    # no temporary file left behind, only the glibc shim's directory
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [_objects.SHIM_DIR_NAME]
 
 
 def test_missing_header_is_a_compile_error(tmp_path: Path) -> None:
@@ -270,3 +271,70 @@ def test_bcc_functions_are_checked_before_anything() -> None:
         check_functions({"f": "xpd"})
     with pytest.raises(ValueError, match="functions: loader=bcc needs the functions"):
         check_functions({})
+
+
+# --- program styles ------------------------------------------------------------------------------------------
+
+
+def test_shim_headers_are_not_local_headers() -> None:
+    """Our <gnu/stubs.h> shim is covered by the key through its contents, not by its path (the cache dir differs
+    between hosts)."""
+    deps = ["/src/a.c", "/var/lib/cnf-ebpf/cache/include/gnu/stubs.h", "/src/b.h"]
+    assert local_headers(deps, "/src/a.c", "/var/lib/cnf-ebpf/cache/include") == ["/src/b.h"]
+
+
+@needs_clang
+def test_glibc_including_source_compiles_and_its_digest_ignores_the_cache_dir(tmp_path: Path) -> None:
+    """<linux/if.h> pulls in glibc's <sys/socket.h> and with it <gnu/stubs.h>, which under -target bpf wants
+    gnu/stubs-32.h (multilib only); the shim makes it build as written, and two caches give one digest."""
+    src = tmp_path / "glibc.c"
+    src.write_text(
+        "#include <stdint.h>\n#include <linux/bpf.h>\n#include <linux/if.h>\n#include <linux/icmp.h>\n"
+        '__attribute__((section("xdp"), used)) int prog(struct xdp_md *ctx) { uint32_t v = XDP_PASS; return v; }\n'
+        'char _license[] __attribute__((section("license"), used)) = "GPL";\n'
+    )
+    one = _objects.compile_source(str(src), cache_dir=str(tmp_path / "one"))
+    two = _objects.compile_source(str(src), cache_dir=str(tmp_path / "two"))
+    assert one.digest == two.digest and Path(one.path).read_bytes() == Path(two.path).read_bytes()
+    assert (tmp_path / "one" / "include" / "gnu" / "stubs.h").read_text() == _objects.GLIBC_STUBS_SHIM
+
+
+@pytest.mark.parametrize(
+    ("section", "modern"),
+    [
+        ("xdp_icmp_echo", "xdp"),
+        ("xdp_pass", "xdp"),
+        ("classifier_ingress", "classifier"),
+        ("tc_egress", "tc"),
+        ("raw_tracepoint_x", "raw_tracepoint"),
+        ("socket1", "socket"),
+        ("my_prog", None),
+    ],
+)
+def test_legacy_sections_map_to_what_libbpf_before_1_0_read(section: str, modern: str | None) -> None:
+    assert _objects.legacy_section_replacement(section) == modern
+
+
+def test_program_without_a_type_names_its_section_and_the_fix() -> None:
+    spec = ObjectSpec(
+        path="/x.o",
+        name="x",
+        programs=[_objects.ProgramSpec("xdp_icmp_echo_func", "xdp_icmp_echo", "unspec", "cgroup_inet_ingress")],
+        maps=[],
+        constants={},
+    )
+    with pytest.raises(ObjectParamError) as err:
+        _objects.check_program_types(spec)
+    assert err.value.path == "programs.xdp_icmp_echo_func"
+    assert 'SEC("xdp_icmp_echo") is not a section name libbpf 1.x knows' in err.value.problem
+    assert 'write SEC("xdp")' in err.value.problem and "program_types: {xdp_icmp_echo_func: xdp}" in err.value.problem
+    spec.programs = [_objects.ProgramSpec("p", "weird", "unspec", "cgroup_inet_ingress")]
+    with pytest.raises(ObjectParamError) as err:
+        _objects.check_program_types(spec)
+    assert _objects.PROGRAM_TYPES_DOC in err.value.problem and "program_types: {p: <section>}" in err.value.problem
+
+
+def test_pre_1_0_map_definition_compile_error_says_what_to_write() -> None:
+    stderr = "a.c:3:32: error: variable has incomplete type 'struct bpf_map_def'\n"
+    err = CompileError("/src/a.c", ["clang"], stderr)
+    assert "libbpf 1.x removed" in str(err) and 'SEC(".maps")' in str(err)

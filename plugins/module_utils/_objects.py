@@ -198,10 +198,13 @@ def multiarch_include_dir() -> str:
     return f"/usr/include/{platform.machine()}-linux-gnu"
 
 
-def base_flags() -> list[str]:
-    """The flags every compile gets: a BPF target with BTF (-g) for CO-RE, the multiarch include dir when this host
-    has one, and the target architecture that bpf_tracing.h needs."""
+def base_flags(shim_dir: str | None = None) -> list[str]:
+    """The flags every compile gets: a BPF target with BTF (-g) for CO-RE, our shim headers (first, so that its
+    <gnu/stubs.h> wins), the multiarch include dir when this host has one, and the target architecture that
+    bpf_tracing.h needs."""
     flags = ["-target", "bpf", "-O2", "-g"]
+    if shim_dir:
+        flags += ["-I", shim_dir]
     multiarch = multiarch_include_dir()
     if os.path.isdir(multiarch):
         flags += ["-I", multiarch]
@@ -212,9 +215,12 @@ def build_flags(
     include_dirs: Sequence[str] = (),
     defines: Mapping[str, str | int | None] | None = None,
     cflags: Sequence[str] = (),
+    shim_dir: str | None = None,
 ) -> list[str]:
-    """The full clang flag list (without the source and output), in a stable order: it is part of the cache key."""
-    flags = base_flags()
+    """The full clang flag list (without the source and output), in a stable order. Without `shim_dir` it is part
+    of the cache key, whose digest must not depend on where a host keeps its cache (the key covers the shim by
+    its contents)."""
+    flags = base_flags(shim_dir)
     for inc in include_dirs:
         flags += ["-I", os.path.abspath(inc)]
     defined = set(defines or {})
@@ -336,9 +342,7 @@ def compile_source(
     flags = build_flags(include_dirs, defines, cflags)
     version = clang_version(clang)
     shim_dir = write_shim(cache_dir)
-    # The shim directory comes first so that its <gnu/stubs.h> wins; it is not part of `flags` (the key), whose
-    # digest must not depend on where a host keeps its cache.
-    compile_flags = ["-I", shim_dir, *flags]
+    compile_flags = build_flags(include_dirs, defines, cflags, shim_dir)
 
     scan = _run_clang(source, [clang, *compile_flags, "-M", "-MT", "object", source])
     headers: list[tuple[str, bytes]] = []

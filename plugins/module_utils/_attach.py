@@ -313,7 +313,8 @@ def _links(kind: str) -> list[dict[str, Any]]:
     return out
 
 
-def _pinned_link_id(path: str | None) -> int | None:
+def pinned_link_id(path: str | None) -> int | None:
+    """Kernel id of the link pinned at `path`; None when nothing, or no link, is pinned there."""
     if not path or not os.path.exists(path):
         return None
     try:
@@ -323,6 +324,40 @@ def _pinned_link_id(path: str | None) -> int | None:
             return _libbpf.link_info(fd)["id"]
     except BpfError:
         return None
+
+
+def pinned_link(path: str | None) -> dict[str, Any] | None:
+    """Details of the link pinned at `path` (`_libbpf_link.link_details`, with `defunct`); None when nothing, or no
+    link, is pinned there."""
+    if not path or not os.path.lexists(path):
+        return None
+    try:
+        with _libbpf.obj_get(path) as fd:
+            if _libbpf.obj_kind(fd) != "link":
+                return None
+            info = _libbpf_link.link_details(fd)
+    except BpfError:
+        return None
+    info.pop("raw", None)
+    return info
+
+
+def defunct_link(spec: AttachSpec) -> dict[str, Any] | None:
+    """The link pinned at spec.link_pin when the kernel has taken it off its hook: its interface was unregistered
+    (deleted, or its network namespace was), its cgroup removed, or it was BPF_LINK_DETACHed. Such a link stays alive
+    as long as it is pinned, but on no hook (ifindex or cgroup id 0); a new interface of the same name is another
+    hook. None when the pin holds a live link, no link, or nothing."""
+    info = pinned_link(spec.link_pin)
+    return info if info is not None and info.get("defunct") else None
+
+
+def drop_defunct(spec: AttachSpec) -> dict[str, Any] | None:
+    """Unpin the defunct link at spec.link_pin (see `defunct_link`), so the hook can be attached again; its details
+    when there was one. A live link is never touched."""
+    info = defunct_link(spec)
+    if info is not None:
+        _unpin_quietly(spec.link_pin)
+    return info
 
 
 def _claim_links(atts: list[Attachment], links: list[dict[str, Any]], pin: str | None, pin_id: int | None) -> None:
@@ -342,7 +377,7 @@ def _claim_links(atts: list[Attachment], links: list[dict[str, Any]], pin: str |
 
 def _open_link(att: Attachment, spec: AttachSpec) -> Fd:
     for path in (att.link_pin, spec.link_pin):
-        if path and os.path.exists(path) and att.link_id is not None and _pinned_link_id(path) == att.link_id:
+        if path and os.path.exists(path) and att.link_id is not None and pinned_link_id(path) == att.link_id:
             return _libbpf.obj_get(path)
     if att.link_fd is not None and att.link_fd.fd >= 0:
         return Fd(os.dup(att.link_fd.fd), f"link id {att.link_id}")
@@ -440,7 +475,7 @@ def _xdp_current(spec: AttachSpec) -> list[Attachment]:
         atts.append(Attachment(prog_id, name, tag, "netlink", mode, ifindex=ifindex, hook="xdp"))
     if atts:
         links = [info for info in _links("xdp") if info.get("ifindex") == ifindex]
-        _claim_links(atts, links, spec.link_pin, _pinned_link_id(spec.link_pin))
+        _claim_links(atts, links, spec.link_pin, pinned_link_id(spec.link_pin))
     return atts
 
 
@@ -571,7 +606,7 @@ def _tc_current(spec: AttachSpec) -> list[Attachment]:
             for info in _links("tcx")
             if info.get("ifindex") == ifindex and info.get("attach_type") == _tcx_type(spec)
         ]
-        _claim_links(atts, links, spec.link_pin, _pinned_link_id(spec.link_pin))
+        _claim_links(atts, links, spec.link_pin, pinned_link_id(spec.link_pin))
     return atts + filters
 
 
@@ -777,7 +812,7 @@ def _cgroup_current(spec: AttachSpec) -> list[Attachment]:
             for info in _links("cgroup")
             if info.get("cgroup_id") == cgroup_id and info.get("attach_type") == attach_type
         ]
-        _claim_links(atts, links, spec.link_pin, _pinned_link_id(spec.link_pin))
+        _claim_links(atts, links, spec.link_pin, pinned_link_id(spec.link_pin))
     return atts
 
 
@@ -821,7 +856,7 @@ def _tracing_link_matches(spec: AttachSpec, info: dict[str, Any]) -> bool:
 
 def _tracing_current(spec: AttachSpec) -> list[Attachment]:
     link_type = TRACING_LINK_TYPES[spec.kind]
-    pin_id = _pinned_link_id(spec.link_pin)
+    pin_id = pinned_link_id(spec.link_pin)
     links = [info for info in _links(link_type) if _tracing_link_matches(spec, info)]
     if pin_id is not None and all(info["id"] != pin_id for info in links):
         # Kernels before 6.6 do not say what a perf_event link is attached to: trust our own pin for that hook.
@@ -963,7 +998,7 @@ def _release_link(spec: AttachSpec, att: Attachment, link: Fd, op: str) -> None:
         detached = False
     for path in sorted({att.link_pin or "", spec.link_pin or ""}):
         # Only a pin of this very link: never somebody else's object that happens to sit at spec.link_pin.
-        if path and _pinned_link_id(path) == link_id:
+        if path and pinned_link_id(path) == link_id:
             _unpin_quietly(path)
     link.close()
     if att.link_fd is not None:
@@ -1028,8 +1063,7 @@ def attach(spec: AttachSpec, prog_fd: Fd) -> Attachment:
     spec.validate()
     if spec.kind == "tc" and not _use_tcx(spec):
         return _cls_bpf_attach(spec, prog_fd)
-    if spec.link_pin and os.path.lexists(spec.link_pin):
-        raise BpfError("pin", spec.link_pin, errno.EEXIST, "something is already pinned there; detach or unpin it")
+    _check_pin_free(spec)
     if spec.kind in TRACING_KINDS:
         return _new_link_attachment(spec, _tracing_link(spec, prog_fd), spec.kind, None)
     if spec.kind == "xdp":
@@ -1042,16 +1076,69 @@ def attach(spec: AttachSpec, prog_fd: Fd) -> Attachment:
     return _cgroup_attach(spec, prog_fd)
 
 
-def replace(spec: AttachSpec, old: Attachment, new_prog_fd: Fd) -> Attachment:
+def _check_pin_free(spec: AttachSpec, link_id: int | None = None) -> None:
+    """Make spec.link_pin usable for a new link (or for link `link_id`): a defunct link there is unpinned (see
+    `defunct_link`); anything else pinned there (a live link, a map, a program) is an EEXIST naming it."""
+    if not spec.link_pin or not os.path.lexists(spec.link_pin):
+        return
+    if drop_defunct(spec) is not None:
+        return
+    info = pinned_link(spec.link_pin)
+    if info is not None and link_id is not None and info["id"] == link_id:
+        return
+    what = "something"
+    if info is not None:
+        where = f", ifindex {info['ifindex']}" if "ifindex" in info else ""
+        what = f"a live {info['type']} link (id {info['id']}, program id {info['prog_id']}{where})"
+    raise BpfError("pin", spec.link_pin, errno.EEXIST, f"{what} is already pinned there; detach or unpin it")
+
+
+def _adopt_link(spec: AttachSpec, link: Fd, link_id: int, move_from: str | None) -> None:
+    """Pin `link` at spec.link_pin: by moving its pin at `move_from` there (rename(2) on bpffs, so the link is never
+    unpinned), or by pinning it once more when it has no pin of ours to move."""
+    if not spec.link_pin or pinned_link_id(spec.link_pin) == link_id:
+        return
+    if move_from and pinned_link_id(move_from) == link_id:
+        parent = os.path.dirname(spec.link_pin)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            os.rename(move_from, spec.link_pin)
+        except OSError as exc:
+            raise BpfError(
+                "pin", spec.link_pin, exc.errno or errno.EIO, f"cannot move the link pin {move_from}"
+            ) from exc
+        return
+    _pin_link(link, spec.link_pin)
+
+
+def replace(spec: AttachSpec, old: Attachment, new_prog_fd: Fd, *, take_pin: str | None = None) -> Attachment:
     """Swap `old`'s program for the new one atomically, in place (same link, filter or netlink slot), failing
     instead of clobbering when the hook no longer runs `old`'s program. Tracing hooks cannot swap a link's program:
-    they are make-before-break (see `_tracing_replace`), so both programs run for a moment."""
+    they are make-before-break (see `_tracing_replace`), so both programs run for a moment.
+
+    A link that is not pinned at spec.link_pin (somebody else's) ends up pinned there, so that the caller's record
+    names a pin that exists: `take_pin` (that link's pin elsewhere, e.g. another application's) is moved there,
+    otherwise the link is pinned once more. A defunct link at spec.link_pin is dropped first; anything else pinned
+    there refuses the replacement before the hook is touched."""
     spec.validate()
     if spec.kind in TRACING_KINDS:
         return _tracing_replace(spec, old, new_prog_fd)
     if old.via == "link":
         with _open_link(old, spec) as link, _old_prog_fd(spec, old) as old_fd:
+            link_id = _libbpf.link_info(link)["id"]
+            adopt = bool(spec.link_pin) and pinned_link_id(spec.link_pin) != link_id
+            if adopt:
+                _check_pin_free(spec, link_id)
             _libbpf_link.link_update(link, new_prog_fd, old_fd, label=spec.where())
+            if adopt:
+                try:
+                    _adopt_link(spec, link, link_id, take_pin)
+                except BpfError:
+                    try:  # put the holder's program back: nothing of ours names this link
+                        _libbpf_link.link_update(link, old_fd, new_prog_fd, label=spec.where())
+                    except BpfError:
+                        pass
+                    raise
         info = _libbpf.prog_info(new_prog_fd)
         return Attachment(
             info["id"],
@@ -1060,7 +1147,7 @@ def replace(spec: AttachSpec, old: Attachment, new_prog_fd: Fd) -> Attachment:
             "link",
             old.mode,
             link_id=old.link_id,
-            link_pin=old.link_pin,
+            link_pin=spec.link_pin or old.link_pin,
             ifindex=old.ifindex,
             hook=old.hook or spec.hook(),
             link_fd=old.link_fd,
@@ -1124,7 +1211,7 @@ def detach(spec: AttachSpec, att: Attachment) -> None:
                 _libbpf_link.link_detach(link, label=spec.where())
         for path in sorted({att.link_pin or "", spec.link_pin or ""}):
             # Only a pin of this very link: never somebody else's object that happens to sit at spec.link_pin.
-            if path and att.link_id is not None and _pinned_link_id(path) == att.link_id:
+            if path and att.link_id is not None and pinned_link_id(path) == att.link_id:
                 _unpin_quietly(path)
         if att.link_fd is not None:
             att.link_fd.close()

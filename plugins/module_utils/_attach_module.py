@@ -14,6 +14,7 @@ import errno
 import hashlib
 import os
 import re
+import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -151,24 +152,16 @@ def attach(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
     hook = hook_id(p)
     link_dir = _apps.AppLayout(app, p["pin_root"]).links_dir if app else os.path.join(p["pin_root"], "links")
     spec = attach_spec(p, os.path.join(link_dir, hook))
-    result: dict[str, Any] = {"changed": False, "hook": hook, "program": pin}
+    result: dict[str, Any] = {"changed": False, "hook": hook, "program": pin, "reasons": []}
     lock = _apps.app_lock(app, p["lock_timeout"]) if app else _apps.app_lock("_unmanaged", p["lock_timeout"])
     with lock:
         state = _apps.read_state(app, p["state_dir"]) if app else None
         record = ((state or {}).get("attachments") or {}).get(hook)
+        if p["state"] == "absent":
+            return _detach(p, spec, hook, pin, app, state, record, result, check_mode)
         current = _attach.current(spec)
         result["before"] = _describe(current)
-        if p["state"] == "absent":
-            ours = _owned(current, pin, record)
-            if ours and not check_mode:
-                for att in ours:
-                    _attach.detach(spec, att)
-            if app and state is not None and record is not None and not check_mode:
-                state["attachments"].pop(hook, None)
-                _apps.write_state(app, state, p["state_dir"])
-            result["changed"] = bool(ours) or record is not None
-            result["after"] = result["before"] if check_mode else _describe(_attach.current(spec))
-            return result
+        defunct = _attach.defunct_link(spec)
         fd, info = _attach.open_program(pin)
         try:
             result["prog_id"] = info["id"]
@@ -179,43 +172,227 @@ def attach(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
             # other programs there are neighbours, not conflicts.
             shared_hook = p["kind"] != "xdp"
             target: _attach.Attachment | None = None
+            holder: dict[str, Any] | None = None
             if mine and (shared_hook or not others):
                 action = "none"
             elif previous:
                 action, target = "swap", previous[0]  # our earlier version (an upgrade missed this hook)
             elif shared_hook or not others:
                 action = "attach"
-            elif p["on_conflict"] == "replace":
-                action, target = "replace", others[0]
             else:
-                names = ", ".join(f"id {a.prog_id} ({a.prog_name or 'unnamed'})" for a in others)
-                raise AttachError(
-                    f"{hook}: the hook holds a program this collection did not attach: {names}; "
-                    "set on_conflict=replace to take it over"
+                holders = [(a, _holder(a, p["pin_root"])) for a in others]
+                if p["on_conflict"] != "replace":
+                    raise AttachError(f"{hook}: {_conflict(holders)}; set on_conflict=replace to take it over")
+                action, (target, holder) = "replace", holders[0]
+                result["replaced"] = dict(
+                    _brief(target),
+                    application=(holder or {}).get("application"),
+                    link_pin=(holder or {}).get("link_pin"),
                 )
+                result["reasons"].append(f"took the hook over from {_holder_text(target, holder)}")
             result["action"] = action
-            if action != "none":
+            if defunct is not None:
+                result["reasons"].insert(0, _defunct_reason(spec, defunct, again=action != "none"))
+            final = mine[0] if mine else None
+            if action != "none" or defunct is not None:
                 result["changed"] = True
-                if not check_mode:
-                    if target is None:
-                        _attach.attach(spec, fd)
-                    else:
-                        _attach.replace(spec, target, fd)
+            if action != "none" and not check_mode:
+                if target is None:
+                    final = _attach.attach(spec, fd)  # drops a defunct link at the pin first
+                elif holder is not None and holder.get("application") not in (None, app):
+                    final = _take_over(p, spec, target, fd, holder, app, pin)
+                else:
+                    final = _attach.replace(spec, target, fd, take_pin=(holder or {}).get("link_pin"))
+                    if holder is not None and holder.get("application") == app and state is not None:
+                        _forget_hook(state, holder, hook, app, pin, info["id"], spec)
+            if defunct is not None and not check_mode:
+                _attach.drop_defunct(spec)  # still there when the hook went to a cls_bpf filter or stayed as it was
             new_record = {
                 "program": prog_name,
                 "pin": pin,
                 "prog_id": info["id"],
+                # the bpf_link holding the attachment, where it is pinned (None: held by netlink or a cls_bpf filter)
+                "link_pin": final.link_pin if final is not None else None,
                 "spec": dataclasses.asdict(spec),
                 # what cnf.ebpf.bpf_boot replays to attach again after a reboot
                 "params": {k: v for k, v in p.items() if k in ARGUMENT_SPEC and k != "state"},
             }
-            if app and state is not None and record != new_record and not check_mode:
-                state.setdefault("attachments", {})[hook] = new_record
-                _apps.write_state(app, state, p["state_dir"])
+            if app and state is not None and not check_mode:
+                noted = (state.get("taken_over") or {}).pop(hook, None)
+                if record != new_record or noted is not None:
+                    state.setdefault("attachments", {})[hook] = new_record
+                    _apps.write_state(app, state, p["state_dir"])
             result["after"] = result["before"] if check_mode else _describe(_attach.current(spec))
         finally:
             fd.close()
         return result
+
+
+def _detach(
+    p: dict[str, Any],
+    spec: _attach.AttachSpec,
+    hook: str,
+    pin: str,
+    app: str | None,
+    state: dict[str, Any] | None,
+    record: dict[str, Any] | None,
+    result: dict[str, Any],
+    check_mode: bool,
+) -> dict[str, Any]:
+    """state=absent: detach our program from the hook, drop its link pin (a defunct one too) and its record. A hook
+    whose interface, network namespace or cgroup is gone holds nothing: only the pin and the record are left to
+    remove."""
+    try:
+        current = _attach.current(spec)
+    except BpfError as exc:
+        if exc.errno not in (errno.ENODEV, errno.ENOENT):
+            raise
+        current = []
+        result["reasons"].append(f"{spec.where()}: {exc.detail or exc.errno_name}; nothing is attached there")
+    result["before"] = _describe(current)
+    ours = _owned(current, pin, record)
+    defunct = _attach.defunct_link(spec)
+    if defunct is not None:
+        result["reasons"].append(_defunct_reason(spec, defunct, again=False))
+    if not check_mode:
+        for att in ours:
+            _attach.detach(spec, att)
+        _attach.drop_defunct(spec)
+        if app and state is not None:
+            noted = (state.get("taken_over") or {}).pop(hook, None)
+            if record is not None or noted is not None:
+                state.get("attachments", {}).pop(hook, None)
+                _apps.write_state(app, state, p["state_dir"])
+    result["changed"] = bool(ours) or record is not None or defunct is not None
+    if check_mode or not current:
+        result["after"] = result["before"]
+    else:
+        result["after"] = _describe(_attach.current(spec))
+    return result
+
+
+def _defunct_reason(spec: _attach.AttachSpec, info: dict[str, Any], again: bool = True) -> str:
+    target = "cgroup" if info["type"] == "cgroup" else "interface"
+    text = (
+        f"link id {info['id']} pinned at {spec.link_pin} is defunct: its {target} went away (or it was detached), "
+        f"so the kernel keeps it on no hook"
+    )
+    return f"{text}; attached again to {spec.where()}" if again else f"{text}; unpinned"
+
+
+def _brief(att: _attach.Attachment) -> dict[str, Any]:
+    return {"prog_id": att.prog_id, "prog_name": att.prog_name, "via": att.via, "link_id": att.link_id}
+
+
+def _holder(att: _attach.Attachment, pin_root: str) -> dict[str, Any] | None:
+    """Which of our deployments holds `att`, from where its link, else its program, is pinned under the pin root:
+    {"application": name (None for a link made by bpf_attach for a program outside any application), "link_pin":
+    that pin or None, "program": the program pin or None}. None when nothing under the pin root holds it."""
+    try:
+        names = sorted(os.listdir(pin_root))
+    except OSError:
+        return None
+    apps = [name for name in names if name not in ("shared", "links") and _apps.valid_name(name)]
+    if att.link_id is not None:
+        dirs = [(name, _apps.AppLayout(name, pin_root).links_dir) for name in apps]
+        dirs.append((None, os.path.join(pin_root, "links")))
+        for name, links_dir in dirs:
+            for path in _listdir(links_dir):
+                if _attach.pinned_link_id(path) == att.link_id:
+                    return {"application": name, "link_pin": path, "program": None}
+    for name in apps:
+        for path in _listdir(_apps.AppLayout(name, pin_root).progs_dir):
+            try:
+                prog_id = _apps.pinned_prog_id(path)
+            except BpfError:
+                continue
+            if prog_id == att.prog_id:
+                return {"application": name, "link_pin": None, "program": path}
+    return None
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return [os.path.join(path, name) for name in sorted(os.listdir(path))]
+    except OSError:
+        return []
+
+
+def _holder_text(att: _attach.Attachment, holder: dict[str, Any] | None) -> str:
+    prog = f"program id {att.prog_id} ({att.prog_name or 'unnamed'})"
+    if holder is None:
+        return f"{prog}, not deployed by cnf.ebpf"
+    if holder["application"] is None:
+        return f"{prog}, attached by cnf.ebpf.bpf_attach outside any application (link pin {holder['link_pin']})"
+    where = f"link pin {holder['link_pin']}" if holder["link_pin"] else f"program pin {holder['program']}"
+    return f"application {holder['application']} ({prog}, {where})"
+
+
+def _conflict(holders: list[tuple[_attach.Attachment, dict[str, Any] | None]]) -> str:
+    """'the hook is held by application A (...)' / 'the hook holds program id N (x), not deployed by cnf.ebpf'."""
+    texts = [_holder_text(att, holder) for att, holder in holders]
+    ours = [text for text, (_att, holder) in zip(texts, holders) if holder is not None]
+    foreign = [text for text, (_att, holder) in zip(texts, holders) if holder is None]
+    parts = []
+    if ours:
+        parts.append("the hook is held by " + "; ".join(ours))
+    if foreign:
+        parts.append("the hook holds " + "; ".join(foreign))
+    return "; ".join(parts)
+
+
+def _take_over(
+    p: dict[str, Any],
+    spec: _attach.AttachSpec,
+    target: _attach.Attachment,
+    fd: Fd,
+    holder: dict[str, Any],
+    app: str | None,
+    pin: str,
+) -> _attach.Attachment:
+    """Replace another application's program on the hook, under that application's lock: its link (when it holds
+    the hook through one) now runs our program and its pin moves to ours, and its state file forgets the hook (noted
+    under `taken_over`), so removing that application leaves our attachment alone."""
+    other = holder["application"]
+    with _apps.app_lock(other, p["lock_timeout"]):
+        other_state = _apps.read_state(other, p["state_dir"])
+        final = _attach.replace(spec, target, fd, take_pin=holder.get("link_pin"))
+        if other_state is not None:
+            _forget_hook(other_state, holder, hook_id(p), app, pin, final.prog_id, spec)
+            _apps.write_state(other, other_state, p["state_dir"])
+    return final
+
+
+def _forget_hook(
+    state: dict[str, Any],
+    holder: dict[str, Any],
+    hook: str,
+    by: str | None,
+    pin: str,
+    prog_id: int,
+    spec: _attach.AttachSpec,
+) -> None:
+    """Drop the holder's records of a hook it lost (its own name for the hook, or the record of the link pin that
+    moved) and note who took it."""
+    names = {hook}
+    if holder.get("link_pin"):
+        names.add(os.path.basename(holder["link_pin"]))
+    records = state.get("attachments") or {}
+    lost = [
+        name
+        for name, rec in records.items()
+        if (name in names or (rec.get("spec") or {}).get("link_pin") == holder.get("link_pin"))
+        and (rec.get("spec") or {}).get("link_pin") != spec.link_pin
+    ]
+    for name in lost:
+        records.pop(name)
+        state.setdefault("taken_over", {})[name] = {
+            "by": by,
+            "program": pin,
+            "prog_id": prog_id,
+            "link_pin": spec.link_pin,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
 
 
 def _owned(current: list[_attach.Attachment], pin: str, record: dict[str, Any] | None) -> list[_attach.Attachment]:

@@ -276,10 +276,15 @@ def _named_link_words(fd: Fd, name_word: int) -> tuple[list[int], str]:
     return words, buf.value.decode(errors="replace") if written else ""
 
 
+# The info field naming a link's target, by link type: 0 there means the link is defunct (on no hook).
+DEFUNCT_TARGETS: dict[str, str] = {"xdp": "ifindex", "tcx": "ifindex", "netkit": "ifindex", "cgroup": "cgroup_id"}
+
+
 def link_details(fd: Fd) -> dict[str, Any]:
     """`link_info` plus the per-type fields the attachment layer needs: ifindex (xdp, tcx), attach_type (tcx,
     cgroup, netns, tracing), cgroup_id (cgroup), tp_name (raw_tracepoint), target_obj_id and target_btf_id
-    (tracing), perf_type, name and offset (perf_event; kernel >= 6.6, else perf_type is 'unknown')."""
+    (tracing), perf_type, name and offset (perf_event; kernel >= 6.6, else perf_type is 'unknown'); and, for xdp,
+    tcx, netkit and cgroup links, `defunct`: the link lost its target (see DEFUNCT_TARGETS)."""
     info = link_info(fd)
     words = info["raw"]
     kind = info["type"]
@@ -302,6 +307,10 @@ def link_details(fd: Fd) -> dict[str, Any]:
     elif kind == "cgroup":
         info["cgroup_id"] = words[0] | (words[1] << 32)
         info["attach_type"] = ATTACH_TYPE_NAMES.get(words[2], str(words[2]))
+    # A link whose target went away (interface unregistered, its namespace deleted, cgroup removed) or that was
+    # BPF_LINK_DETACHed stays alive while pinned, but on no hook: the kernel reports target 0 then.
+    if kind in DEFUNCT_TARGETS:
+        info["defunct"] = not info[DEFUNCT_TARGETS[kind]]
     return info
 
 

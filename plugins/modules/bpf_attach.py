@@ -32,8 +32,17 @@ description:
   - Interfaces may live in a named network namespace; only the network namespace is switched (C(ip netns exec)
     would remount /sys and hide the bpffs pins).
   - Idempotent by comparing what is attached with the pinned program (by id). XDP holds one program per interface, so
-    a program attached there by anybody else is a conflict, reported by name; O(on_conflict=replace) takes the hook
-    over atomically. A cls_bpf filter already at the same priority and handle is refused the same way.
+    a program attached there by anybody else is a conflict, reported by name and by holder ("held by application X"
+    for another application under O(pin_root), "not deployed by cnf.ebpf" otherwise); O(on_conflict=replace) takes
+    the hook over atomically. A cls_bpf filter already at the same priority and handle is refused the same way.
+  - "Taking a hook over from another application (under that application's lock, waited for at most
+    O(lock_timeout)): its bpf_link is updated to this program and the link's pin moves to this task's link pin, and
+    that application's state file forgets the hook (noted under C(taken_over)), so removing it later leaves this
+    attachment alone. A link of somebody else is pinned at this task's link pin too, so the record names a real pin."
+  - "A link whose interface went away (deleted, or its network namespace deleted; or a cgroup removed) is defunct: the
+    kernel keeps it, pinned, on no hook. M(cnf.ebpf.bpf_facts) shows it with C(defunct: true). Once an interface of
+    that name is back, the task replaces the defunct link with a new one (changed, with the reason in
+    RV(reasons)); O(state=absent) removes it, also while the interface is still missing."
   - Attachments of bpf_program applications are recorded in the application's state file, so an upgrade swaps them to
     the new version and removing the application detaches them.
 author:
@@ -113,7 +122,8 @@ options:
     type: str
   on_conflict:
     description:
-      - What to do when another program holds an XDP hook; V(fail) names it, V(replace) takes the hook over.
+      - What to do when another program holds an XDP hook; V(fail) names it (and the application holding it, when it
+        is one of ours), V(replace) takes the hook over, from another application too (see the description).
       - Hooks that run several programs (tc, cgroup, tracing) attach beside the others instead.
     type: str
     default: fail
@@ -211,6 +221,24 @@ after:
   returned: always
   type: list
   elements: dict
+reasons:
+  description:
+    - Why the task changed something beyond attaching, e.g. a defunct link (its interface went away) replaced or
+      unpinned, the hook taken over from another application, or the interface gone at O(state=absent).
+  returned: always
+  type: list
+  elements: str
+  sample: ["link id 41 pinned at /sys/fs/bpf/cnf/fw/links/xdp-host-vbB is defunct: its interface went away (or it
+    was detached), so the kernel keeps it on no hook; attached again to xdp on vbB"]
+replaced:
+  description:
+    - The program the hook was taken from with O(on_conflict=replace) (C(prog_id), C(prog_name), C(via), C(link_id)),
+      and who held it - C(application), the cnf.ebpf application (V(null) when not one of ours) and C(link_pin), its
+      link's pin that was moved to this task's.
+  returned: when RV(action) is V(replace)
+  type: dict
+  sample: {"prog_id": 812, "prog_name": "xdp_flow", "via": "link", "link_id": 41, "application": "fw_old",
+           "link_pin": "/sys/fs/bpf/cnf/fw_old/links/xdp-host-eth1"}
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+
+from ansible_collections.cnf.ebpf.plugins.module_utils import _objects
 
 from .conftest import run_module, run_playbook
 from .netns import VethPair, drain, ip, receiver, send_udp
@@ -565,3 +568,21 @@ def test_devmap_program_reruns_unchanged_with_map_policy_fail(world: dict[str, A
     upgraded = run_module("bpf_program", dict(args, cflags=["-mcpu=v3"]))  # another object, the same maps
     assert upgraded.get("failed") is not True, upgraded
     assert upgraded["changed"] is True and upgraded["maps"]["tx_port"]["action"] == "reuse"
+
+
+def test_bpf_host_installs_every_header_package_a_glibc_including_source_needs(tmp_path: Path) -> None:
+    """The headers the glibc-including corpus source reads under /usr/include (as the compile resolves them, shim
+    first) all come from packages the bpf_host role installs on Debian."""
+    shim = _objects.write_shim(str(tmp_path / "cache"))
+    scan = subprocess.run(
+        ["clang", *_objects.build_flags(shim_dir=shim), "-M", "-MT", "o", str(DATA / "glibc_icmp_count.c")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    headers = [h for h in _objects.parse_make_deps(scan.stdout) if h.startswith("/usr/include/")]
+    assert any("/sys/socket.h" in h for h in headers) and any(h.endswith("/linux/if.h") for h in headers)
+    owners = subprocess.run(["dpkg", "-S", *headers], capture_output=True, text=True, check=True).stdout
+    packages = {line.split(":")[0] for line in owners.splitlines()}
+    defaults = yaml.safe_load((Path(__file__).parents[2] / "roles/bpf_host/defaults/main.yml").read_text())
+    assert packages <= set(defaults["bpf_host_packages"]["Debian"]), packages

@@ -21,10 +21,12 @@ from typing import Any
 from ansible_collections.cnf.ebpf.plugins.module_utils import (
     _attach,
     _btf,
+    _codec,
     _entries,
     _libbpf,
     _libbpf_link,
     _libbpf_obj,
+    _maps,
 )
 from ansible_collections.cnf.ebpf.plugins.module_utils._files import atomic_file
 from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError
@@ -63,6 +65,29 @@ def _probe_batch() -> bool:
         return False
 
 
+# How to create a map of each type libbpf 1.1 cannot probe: (key_size, value_size, max_entries, flags).
+_PROBE_BY_CREATION: dict[str, tuple[int, int, int, int]] = {
+    "arena": (0, 0, 1, _libbpf.MAP_FLAGS["mmapable"]),  # one page of memory
+}
+
+
+def _probe_map_type(map_type: str) -> bool | None:
+    """Whether the kernel can create maps of this type: libbpf's probe, else a creation of our own, else None
+    (unknown)."""
+    supported = _libbpf.probe_map_type(map_type)
+    if supported is None and map_type in _PROBE_BY_CREATION:
+        key_size, value_size, max_entries, flags = _PROBE_BY_CREATION[map_type]
+        try:
+            with _libbpf.map_create(
+                map_type, "cnf_probe", key_size, value_size, max_entries, label="probe", flags=flags
+            ):
+                return True
+        except BpfError as exc:
+            # EINVAL (unknown type), EOPNOTSUPP/ENOTSUPP (compiled out) mean no; anything else (EPERM...) is unknown.
+            return False if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, _libbpf.ENOTSUPP) else None
+    return supported
+
+
 def kernel_facts() -> dict[str, Any]:
     mounts = []
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
@@ -70,18 +95,6 @@ def kernel_facts() -> dict[str, Any]:
             fields = line.split()
             if fields[fields.index("-") + 1] == "bpf":
                 mounts.append(fields[4])
-    map_types = (
-        "hash",
-        "percpu_hash",
-        "lru_hash",
-        "array",
-        "percpu_array",
-        "lpm_trie",
-        "ringbuf",
-        "queue",
-        "hash_of_maps",
-        "bloom_filter",
-    )
     return {
         "release": os.uname().release,
         "btf_vmlinux": os.path.exists("/sys/kernel/btf/vmlinux"),
@@ -91,7 +104,7 @@ def kernel_facts() -> dict[str, Any]:
         "unprivileged_bpf_disabled": _read("/proc/sys/kernel/unprivileged_bpf_disabled"),
         "possible_cpus": _libbpf.num_possible_cpus(),
         "features": {
-            "map_types": {t: _libbpf.probe_map_type(t) for t in map_types},
+            "map_types": {t: _probe_map_type(t) for t in _libbpf.MAP_TYPES},
             "batch_map_ops": _probe_batch(),
             "tcx": _libbpf_link.probe_tcx(),
             # XDP bpf_links exist since 5.9; there is no cheap probe short of attaching, so read the release.
@@ -191,7 +204,12 @@ def maps(pinned: dict[str, dict[str, Any]], pin_root: str, count_limit: int = 65
             with _libbpf.map_fd_by_id(map_id) as fd:
                 info = _libbpf.map_info(fd)
                 memlock = _memlock(fd)
-                entries = _cheap_count(fd, info, count_limit)
+                try:
+                    entries = _cheap_count(fd, info, count_limit)
+                except BpfError as exc:  # a count the kernel will not give for this map is no count, not a failure
+                    if exc.errno == errno.ENOENT:
+                        raise
+                    entries = None
         except BpfError as exc:
             if exc.errno == errno.ENOENT:
                 continue
@@ -211,22 +229,60 @@ def maps(pinned: dict[str, dict[str, Any]], pin_root: str, count_limit: int = 65
                 "entries": entries,
                 "pins": paths,
                 "app": managed_app(paths, pin_root),
+                # The kernel's number for the type (the name is that number as text for types newer than this
+                # collection), bloom filter hashes / arena address (map_extra), the vmlinux BTF type of a
+                # struct_ops value, and the device of a map offloaded to a NIC (0: none).
+                "type_id": info["type_id"],
+                "map_extra": info["map_extra"],
+                "btf_vmlinux_value_type_id": info["btf_vmlinux_value_type_id"],
+                "offload_ifindex": info["ifindex"],
             }
         )
     return out
 
 
+# Maps whose occupied keys get_next_key walks (and nothing else): counting their keys counts their entries.
+_KEYS_ARE_ENTRIES = frozenset({"devmap_hash", "sockhash"})
+# Array-like maps with holes: get_next_key walks every index and a lookup of an empty slot fails with ENOENT.
+_SLOT_TYPES = frozenset({"devmap", "cpumap", "prog_array", "sockmap", "reuseport_sockarray", "xskmap", "cgroup_array"})
+# Lookups the kernel refuses user space on a whole map type, whatever the slot holds: sockmaps with 4-byte values
+# (ENOSPC: only an 8-byte socket cookie can be returned), xskmap and cgroup_array (EOPNOTSUPP/ENOTSUPP).
+_LOOKUP_REFUSED = frozenset({errno.ENOSPC, errno.EOPNOTSUPP, _libbpf.ENOTSUPP})
+# Element-by-element counts (one syscall per slot) stop being cheap beyond this many slots.
+SLOT_COUNT_LIMIT = 4096
+
+
+def count_entries(bpf_map: _libbpf.BpfMap) -> int | None:
+    """Occupied entries of a device, program or socket map, or None when the kernel does not let user space tell
+    (its lookups are refused on that map type)."""
+    if bpf_map.type in _KEYS_ARE_ENTRIES:
+        return sum(1 for _key in bpf_map.iter_keys())
+    count = 0
+    for key in bpf_map.iter_keys():
+        try:
+            count += bpf_map.lookup(key) is not None
+        except BpfError as exc:
+            if exc.errno in _LOOKUP_REFUSED:
+                return None
+            raise
+    return count
+
+
 def _cheap_count(fd: _libbpf.Fd, info: dict[str, Any], limit: int) -> int | None:
     """Entries in the map when that is cheap: arrays are always full; hash-like maps up to `limit` are counted with
-    batched key reads; others (queues, ringbufs, big maps) are not counted (None)."""
+    batched key reads, device/program/socket maps up to SLOT_COUNT_LIMIT slots element by element where the kernel
+    answers user-space lookups; others (queues, ringbufs, storages, big maps) are not counted (None)."""
     if info["type"] in _entries.ARRAY_KINDS or info["type"] in ("array_of_maps", "perf_event_array"):
         return info["max_entries"]
-    if info["type"] not in _entries.HASH_KINDS and info["type"] != "hash_of_maps":
+    slots = info["type"] in _SLOT_TYPES or info["type"] in _KEYS_ARE_ENTRIES
+    if info["type"] not in _entries.HASH_KINDS and info["type"] != "hash_of_maps" and not slots:
         return None
-    if info["max_entries"] > limit or not info["key_size"]:
+    if info["max_entries"] > (SLOT_COUNT_LIMIT if slots else limit) or not info["key_size"]:
         return None
     dup = _libbpf.Fd(os.dup(fd.fd), fd.label)
     with _libbpf.BpfMap(dup) as bpf_map:
+        if slots:
+            return count_entries(bpf_map)
         return sum(len(keys) for keys, _values in bpf_map.item_chunks(4096))
 
 
@@ -243,14 +299,30 @@ def links(pinned: dict[str, dict[str, Any]], pin_root: str) -> list[dict[str, An
             raise
         paths = sorted(by_id.get(link_id, []))
         details = {k: v for k, v in details.items() if k != "raw"}
+        details.setdefault("defunct", False)  # only xdp, tcx, netkit and cgroup links can be told defunct
         details.update(pins=paths, app=managed_app(paths, pin_root))
         out.append(details)
     return out
 
 
-def attachments(netns_names: list[str | None], managed_progs: set[int]) -> list[dict[str, Any]]:
+def attachments(
+    netns_names: list[str | None], managed_progs: set[int], pinned: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """XDP and tc programs per interface of the host and the named network namespaces, flagging programs that no
-    bpf_program application deployed."""
+    bpf_program application deployed, with the pin of the link holding each (from `pinned`, the pins walk; walked
+    here when not given); then the defunct XDP and tcx links (their interface went away: the kernel keeps them, on
+    no hook, while pinned), with `defunct: true`, no interface and ifindex 0."""
+    link_pins: dict[int, list[str]] | None = _pins_by(pinned, "link") if pinned is not None else None
+
+    def pin_of(link_id: int | None) -> str | None:
+        nonlocal link_pins
+        if link_id is None:
+            return None
+        if link_pins is None:
+            link_pins = _pins_by(pins()[0], "link")
+        paths = sorted(link_pins.get(link_id, []))
+        return paths[0] if paths else None
+
     out = []
     for netns in netns_names:
         with _attach.in_netns(netns):
@@ -265,7 +337,43 @@ def attachments(netns_names: list[str | None], managed_progs: set[int]) -> list[
                 for att in _attach.current(spec):
                     described = att.describe()
                     described.update(interface=name, netns=netns, hook=hook, managed=att.prog_id in managed_progs)
+                    described.update(link_pin=described["link_pin"] or pin_of(att.link_id), defunct=False)
                     out.append(described)
+    for link_id in _libbpf.link_ids():
+        try:
+            with _libbpf.link_fd_by_id(link_id) as fd:
+                details = _libbpf_link.link_details(fd)
+        except BpfError as exc:
+            if exc.errno == errno.ENOENT:
+                continue
+            raise
+        if details["type"] not in ("xdp", "tcx") or not details.get("defunct"):
+            continue
+        name, tag = "", ""
+        try:
+            with _libbpf.prog_fd_by_id(details["prog_id"]) as fd:
+                info = _libbpf.prog_info(fd)
+            name, tag = info["name"], info["tag"]
+        except BpfError:
+            pass
+        hook = "xdp" if details["type"] == "xdp" else f"tc_{details.get('attach_type', '').replace('tcx_', '')}"
+        out.append(
+            {
+                "hook": hook,
+                "prog_id": details["prog_id"],
+                "prog_name": name,
+                "prog_tag": tag,
+                "via": "link",
+                "mode": "tcx" if details["type"] == "tcx" else None,
+                "link_id": link_id,
+                "link_pin": pin_of(link_id),
+                "ifindex": 0,
+                "interface": None,
+                "netns": None,
+                "managed": details["prog_id"] in managed_progs,
+                "defunct": True,
+            }
+        )
     return out
 
 
@@ -304,7 +412,7 @@ def _result(emap: _entries.EntryMap, spec: dict[str, Any], **fields: Any) -> dic
     untyped = [
         side
         for side, t, codec in (("key", emap.key_type, emap.key_codec), ("value", emap.value_type, emap.value_codec))
-        if t is None and codec is not None
+        if t is None and codec is not None and not isinstance(codec, _Decoder)  # _Decoder: the kernel's layout
     ]
     if untyped:
         result["note"] = (
@@ -338,56 +446,288 @@ def open_map_ref(spec: dict[str, Any]) -> tuple[str, _libbpf.BpfMap | None]:
     return f"{name} (id {found[0]})", _libbpf.BpfMap(_libbpf.map_fd_by_id(found[0]))
 
 
+# Map types whose contents are not data bpf_facts can read, and why: asking for them gives that map's result an
+# `error` saying so, and the other maps are still gathered.
+CONTENTS_NOT_DATA: dict[str, str] = {
+    "queue": "reading a queue pops it (the kernel cannot look past its head); cnf.ebpf.bpf_map_entries "
+    "state=gathered reads it and pushes the values back",
+    "stack": "reading a stack pops it (the kernel cannot look past its top); cnf.ebpf.bpf_map_entries "
+    "state=gathered reads it and pushes the values back",
+    "ringbuf": "it carries events, not entries; capture them with cnf.ebpf.bpf_events",
+    "perf_event_array": "it carries events, not entries; capture them with cnf.ebpf.bpf_events",
+    "user_ringbuf": "it carries events user space writes for programs to drain; it has no entries to read",
+    "sk_storage": "its values hang off sockets and are looked up by a socket's fd; the kernel cannot list them",
+    "inode_storage": "its values hang off inodes and are looked up by a file's fd; the kernel cannot list them",
+    "task_storage": "its values hang off tasks and are looked up by a pidfd; the kernel cannot list them",
+    "cgrp_storage": "its values hang off cgroups and are looked up by a cgroup's fd; the kernel cannot list them",
+    "bloom_filter": "a bloom filter only answers whether a value may be in it; it holds no entries to list",
+    "struct_ops": "its value is a table of kernel operations implemented by BPF programs, not data",
+    "arena": "it is memory that programs and user space share through mmap, not entries",
+    "cgroup_array": "its values are cgroups, which the kernel does not show to user space (lookups are refused)",
+}
+# Socket maps: the kernel shows user space no socket (at most its cookie), so only their occupied slots are counted.
+SOCKET_MAP_TYPES = frozenset({"sockmap", "sockhash", "reuseport_sockarray", "xskmap"})
+# Plain data the collection decodes by itself: XDP redirect targets, tail-call tables, stack traces, cgroup storage.
+_KERNEL_VIEW_TYPES = frozenset(
+    {"devmap", "devmap_hash", "cpumap", "prog_array", "stack_trace", "cgroup_storage", "percpu_cgroup_storage"}
+)
+_U32 = struct.Struct("=I")
+_U32_PAIR = struct.Struct("=II")
+
+
+def _ifnames(netns: str | None) -> dict[int, str]:
+    """Interface names by ifindex in a named network namespace (None: the host's, where this runs)."""
+    try:
+        with _attach.in_netns(netns):
+            return dict(socket.if_nameindex())
+    except BpfError as exc:
+        raise ValueError(f"netns: {exc}") from exc
+
+
+class _ProgNames:
+    """Program names by id, looked up once each (None for an id that is gone, or 0: no program)."""
+
+    def __init__(self) -> None:
+        self._names: dict[int, str | None] = {0: None}
+
+    def __call__(self, prog_id: int) -> str | None:
+        if prog_id not in self._names:
+            try:
+                with _libbpf.prog_fd_by_id(prog_id) as fd:
+                    self._names[prog_id] = _libbpf.prog_info(fd)["name"]
+            except BpfError:
+                self._names[prog_id] = None
+        return self._names[prog_id]
+
+
+class _KernelView:
+    """A map whose values are plain data with a meaning the kernel defines (no BTF says it), decoded here, with the
+    face EntryMap shows map_contents: read(), decode_key/decode_value, map_id, type, per_cpu and the key/value types
+    and codecs (`_result` notes the sides shown as hex)."""
+
+    def __init__(self, bpf_map: _libbpf.BpfMap, key_codec: Any, value_codec: Any, key_type: Any = None) -> None:
+        self.bpf_map = bpf_map
+        self.map_id: int = bpf_map.info["id"]
+        self.type: str = bpf_map.type
+        self.per_cpu = bpf_map.ncpus if self.type in _libbpf.PERCPU_MAP_TYPES else 0
+        self.key_type: Any = key_type
+        self.value_type: Any = None
+        self.key_codec = key_codec
+        self.value_codec = value_codec
+
+    def read(self) -> dict[bytes, bytes]:
+        return self.bpf_map.read_all()
+
+    def decode_key(self, raw: bytes) -> Any:
+        return self.key_codec.decode(raw)
+
+    def decode_value(self, raw: bytes) -> Any:
+        return self.value_codec.decode(raw)
+
+    def close(self) -> None:
+        self.bpf_map.close()
+
+    def __enter__(self) -> _KernelView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Decoder:
+    """A codec-like wrapper around a decode function (these views are read-only)."""
+
+    def __init__(self, decode: Any) -> None:
+        self.decode = decode
+
+
+def _typed_codec(
+    bpf_map: _libbpf.BpfMap, side: str, btf_type: Any, spec: dict[str, Any], fallback: Any
+) -> tuple[Any, Any]:
+    """(type, codec) of one side of a cgroup storage or stack trace map: its BTF, else the declared
+    key_type/value_type, else `fallback` (a schema, or None for hex)."""
+    size = bpf_map.key_size if side == "key" else bpf_map.value_size
+    formats = {
+        p: f for p, f in (spec.get("formats") or {}).items() if p == side or p.startswith((f"{side}.", f"{side}["))
+    }
+    t = btf_type
+    if t is None and spec.get(f"{side}_type") is not None:
+        t = _btf.type_from_schema(spec[f"{side}_type"], path=f"{side}_type")
+        if t.size != size:
+            raise ValueError(f"{side}_type: {_btf.type_name(t)} is {t.size} bytes, the map's {side} is {size}")
+    if t is None and fallback is not None:
+        t = _btf.type_from_schema(fallback, path=side)
+    if t is None:
+        if formats:
+            raise ValueError(f"formats: the map's {side} has no type; declare {side}_type to use formats on it")
+        return None, _codec.hexdump_codec(size, root=side)
+    return t, _codec.compile_codec(t, formats, root=side)
+
+
+def _kernel_view(bpf_map: _libbpf.BpfMap, spec: dict[str, Any], label: str) -> _KernelView:
+    """Decoders for a map type in _KERNEL_VIEW_TYPES (the caller keeps the map open until the view is closed)."""
+    map_type = bpf_map.type
+    prog_name = _ProgNames()
+    u32 = _btf.type_from_schema("u32", path="key")  # slot, CPU, stack id: the kernel's u32 keys
+    index = _codec.compile_codec(u32, root="key")
+    if map_type not in ("cgroup_storage", "percpu_cgroup_storage"):
+        declared = [k for k in ("key_type", "value_type", "formats") if spec.get(k)]
+        if declared and map_type in ("prog_array", "stack_trace"):
+            raise ValueError(
+                f"{declared[0]}: {label} is a {map_type} map, whose entries the kernel defines; "
+                "they take no declared types or formats"
+            )
+    if map_type in ("devmap", "devmap_hash", "cpumap"):
+        # Values as the kernel gives them back: an ifindex (devmap) or queue size (cpumap), then with 8-byte values
+        # the id of the program run on the redirected frames (struct bpf_devmap_val / bpf_cpumap_val: an fd on
+        # write, the id on read). The kernel resolved the ifindex in the writer's network namespace: names are
+        # looked up in the one the map's `netns` names (the host's by default).
+        first = "qsize" if map_type == "cpumap" else "ifindex"
+        names = _ifnames(spec.get("netns")) if first == "ifindex" else {}
+
+        def decode_target(raw: bytes) -> dict[str, Any]:
+            value = _U32.unpack_from(raw)[0]
+            out: dict[str, Any] = {first: value}
+            if first == "ifindex":
+                out["interface"] = names.get(value)
+            if len(raw) >= 8:
+                prog_id = _U32_PAIR.unpack_from(raw)[1]
+                out.update(prog_id=prog_id, prog_name=prog_name(prog_id))
+            return out
+
+        return _KernelView(bpf_map, index, _Decoder(decode_target), u32)
+    if map_type == "prog_array":
+        # User-space lookups give the id of the program in the slot (updates take its fd).
+        def decode_prog(raw: bytes) -> dict[str, Any]:
+            prog_id = _U32.unpack_from(raw)[0]
+            return {"prog_id": prog_id, "prog_name": prog_name(prog_id)}
+
+        return _KernelView(bpf_map, index, _Decoder(decode_prog), u32)
+    if map_type == "stack_trace":
+        # Instruction addresses, innermost first (the unused tail is zero); build ids stay hex.
+        count = bpf_map.value_size // 8
+        frames = struct.Struct(f"={count}Q")
+        build_ids = bool(bpf_map.info["flags"] & _libbpf.MAP_FLAGS["stack_build_id"])
+
+        def decode_stack(raw: bytes) -> Any:
+            return [f"{ip:#x}" for ip in frames.unpack_from(raw) if ip]
+
+        value = _codec.hexdump_codec(bpf_map.value_size) if build_ids else _Decoder(decode_stack)
+        return _KernelView(bpf_map, index, value, u32)
+    # cgroup storage: plain data keyed by (cgroup inode id, attach type), or the cgroup inode id alone.
+    info = bpf_map.info
+    key_btf, value_btf = _maps.read_btf_types(info["btf_id"], info["btf_key_type_id"], info["btf_value_type_id"])
+    key_fallback = {
+        16: {
+            "name": "bpf_cgroup_storage_key",
+            "fields": [{"name": "cgroup_inode_id", "type": "u64"}, {"name": "attach_type", "type": "u32"}],
+        },
+        8: "u64",
+    }.get(bpf_map.key_size)
+    key_type, key_codec = _typed_codec(bpf_map, "key", key_btf, spec, key_fallback)
+    value_type, value_codec = _typed_codec(bpf_map, "value", value_btf, spec, None)
+    if map_type == "percpu_cgroup_storage":
+        value_codec = _codec.PerCpuCodec(value_codec, bpf_map.ncpus)
+    view = _KernelView(bpf_map, key_codec, value_codec)
+    view.key_type, view.value_type = key_type, value_type
+    return view
+
+
+def _not_data(label: str, bpf_map: _libbpf.BpfMap, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The result of a map whose contents bpf_facts does not decode (socket maps: counted only), or None."""
+    map_type = bpf_map.type
+    base = {"path": spec.get("path"), "id": bpf_map.info["id"], "type": map_type}
+    if map_type in CONTENTS_NOT_DATA:
+        return dict(base, count=None, error=f"{label} is a {map_type} map: {CONTENTS_NOT_DATA[map_type]}")
+    if map_type in SOCKET_MAP_TYPES:
+        why = f"{label} is a {map_type} map: its values are sockets, which the kernel does not show to user space"
+        if bpf_map.info["max_entries"] > SLOT_COUNT_LIMIT and map_type not in _KEYS_ARE_ENTRIES:
+            return dict(base, count=None, note=f"{why}; its {bpf_map.info['max_entries']} slots are too many to count")
+        count = count_entries(bpf_map)
+        if count is None:
+            # xskmap always; sockmap and reuseport_sockarray unless their values are 8 bytes (a socket cookie).
+            return dict(
+                base,
+                count=None,
+                note=f"{why}, and it refuses user-space lookups on them, so not even the occupied slots can be counted",
+            )
+        return dict(base, count=count, note=f"{why}: only its occupied slots are counted")
+    if map_type not in _libbpf.MAP_TYPES:
+        return dict(base, count=None, error=f"{label} is a map of type {map_type}, which this collection does not know")
+    return None
+
+
 def map_contents(spec: dict[str, Any], search: Any = None) -> dict[str, Any]:
     """Decoded entries of one map: aggregated per-CPU, optionally filtered by a JMESPath query, sorted by a value
     field and cut to the top N. Keys are decoded only for the entries that are returned when no query needs them.
-    `search` is jmespath.search, given by the caller (the surface checks the library is there)."""
+    `search` is jmespath.search, given by the caller (the surface checks the library is there).
+
+    Map types whose contents are not data give a result with an `error` (or, for socket maps, a count and a
+    `note`) instead of failing: see CONTENTS_NOT_DATA and SOCKET_MAP_TYPES."""
     label, bpf_map = open_map_ref(spec)
-    with _entries.EntryMap(label, spec.get("key_type"), spec.get("value_type"), spec.get("formats"), bpf_map) as emap:
-        if emap.type in _entries.QUEUE_KINDS:
-            raise ValueError(
-                f"maps: {spec['path']} is a {emap.type}; reading it would consume it (use bpf_map_entries)"
-            )
-        raw = emap.read()
-        how = spec.get("aggregate") or "sum"
-        top = spec.get("top")
-        sort_path = [p for p in (spec.get("sort_by") or "").split(".") if p]
-        if sort_path[:1] == ["value"]:
-            sort_path = sort_path[1:]
-        if top and sort_path and not spec.get("query") and not emap.per_cpu:
-            # Top-N of a big table: rank on the raw sort field and decode only the winners.
-            getter = _raw_field_getter(emap.value_type, sort_path)
-            if getter is not None:
-                best = heapq.nlargest(int(top), raw.items(), key=lambda kv: getter(kv[1]))
-                entries = [{"key": emap.decode_key(k), "value": emap.decode_value(v)} for k, v in best]
-                return _result(emap, spec, count=len(raw), entries=entries)
-        decode_value = emap.decode_value
-        query = spec.get("query")
-        if query:
-            entries = [{"key": emap.decode_key(k), "value": aggregate(decode_value(v), how)} for k, v in raw.items()]
+    if bpf_map is None:
+        bpf_map = _libbpf.map_open(label)
+    emap: Any
+    try:
+        refused = _not_data(label, bpf_map, spec)
+        if refused is not None:
+            bpf_map.close()
+            return refused
+        kernel_view = bpf_map.type in _KERNEL_VIEW_TYPES and not (
+            bpf_map.type in _entries.DEVICE_KINDS and (spec.get("value_type") or spec.get("formats"))
+        )
+        if kernel_view:
+            emap = _kernel_view(bpf_map, spec, label)
         else:
-            entries = [(k, aggregate(decode_value(v), how)) for k, v in raw.items()]  # keys stay raw for now
-        count = len(entries)
-        if query:
-            entries = search(query, entries)
-            if not isinstance(entries, list):
-                return _result(emap, spec, count=count, result=entries)
-        if sort_path or top:
+            emap = _entries.EntryMap(label, spec.get("key_type"), spec.get("value_type"), spec.get("formats"), bpf_map)
+    except BaseException:
+        bpf_map.close()
+        raise
+    with emap:
+        return _contents(emap, spec, search)
 
-            def sort_key(entry: Any) -> Any:
-                value = entry["value"] if isinstance(entry, dict) else entry[1]
-                picked = _field(value, sort_path) if sort_path else value
-                return picked if isinstance(picked, (int, float)) and not isinstance(picked, bool) else float("-inf")
 
-            if top and sort_path:
-                entries = heapq.nlargest(int(top), entries, key=sort_key)
-            elif sort_path:
-                entries = sorted(entries, key=sort_key, reverse=True)
-            elif top:
-                entries = entries[: int(top)]
-        if not query:
-            entries = [{"key": emap.decode_key(k), "value": v} for k, v in entries]
-        return _result(emap, spec, count=count, entries=entries)
+def _contents(emap: Any, spec: dict[str, Any], search: Any) -> dict[str, Any]:
+    raw = emap.read()
+    how = spec.get("aggregate") or "sum"
+    top = spec.get("top")
+    sort_path = [p for p in (spec.get("sort_by") or "").split(".") if p]
+    if sort_path[:1] == ["value"]:
+        sort_path = sort_path[1:]
+    if top and sort_path and not spec.get("query") and not emap.per_cpu:
+        # Top-N of a big table: rank on the raw sort field and decode only the winners.
+        getter = _raw_field_getter(emap.value_type, sort_path)
+        if getter is not None:
+            best = heapq.nlargest(int(top), raw.items(), key=lambda kv: getter(kv[1]))
+            entries = [{"key": emap.decode_key(k), "value": emap.decode_value(v)} for k, v in best]
+            return _result(emap, spec, count=len(raw), entries=entries)
+    decode_value = emap.decode_value
+    query = spec.get("query")
+    if query:
+        entries = [{"key": emap.decode_key(k), "value": aggregate(decode_value(v), how)} for k, v in raw.items()]
+    else:
+        entries = [(k, aggregate(decode_value(v), how)) for k, v in raw.items()]  # keys stay raw for now
+    count = len(entries)
+    if query:
+        entries = search(query, entries)
+        if not isinstance(entries, list):
+            return _result(emap, spec, count=count, result=entries)
+    if sort_path or top:
+
+        def sort_key(entry: Any) -> Any:
+            value = entry["value"] if isinstance(entry, dict) else entry[1]
+            picked = _field(value, sort_path) if sort_path else value
+            return picked if isinstance(picked, (int, float)) and not isinstance(picked, bool) else float("-inf")
+
+        if top and sort_path:
+            entries = heapq.nlargest(int(top), entries, key=sort_key)
+        elif sort_path:
+            entries = sorted(entries, key=sort_key, reverse=True)
+        elif top:
+            entries = entries[: int(top)]
+    if not query:
+        entries = [{"key": emap.decode_key(k), "value": v} for k, v in entries]
+    return _result(emap, spec, count=count, entries=entries)
 
 
 def _raw_field_getter(value_type: Any, path: list[str]) -> Any:

@@ -37,6 +37,7 @@ MAP_OPTIONS: dict[str, Any] = {
     "sort_by": {"type": "str"},
     "query": {"type": "str"},
     "aggregate": {"type": "str", "choices": list(AGGREGATES)},
+    "netns": {"type": "str"},
 }
 ARGUMENT_SPEC: dict[str, Any] = {
     "gather_subset": {"type": "list", "elements": "str", "default": ["all"], "choices": list(SUBSETS)},
@@ -91,7 +92,7 @@ def gather(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
             facts["attachments_error"] = "pyroute2 is not installed on the host; attachments were not gathered"
         else:
             managed = {prog["id"] for prog in progs if prog["app"]}
-            facts["attachments"] = _facts.attachments([None, *p["netns"]], managed)
+            facts["attachments"] = _facts.attachments([None, *p["netns"]], managed, pinned)
     if "contents" in subsets:
         facts["contents"] = {}
         now = time.time()
@@ -100,7 +101,9 @@ def gather(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
                 k: spec.get(k) if spec.get(k) is not None else p.get(k)
                 for k in ("top", "sort_by", "query", "aggregate")
             }
-            merged.update({k: spec.get(k) for k in ("path", "id", "map_name", "key_type", "value_type", "formats")})
+            merged.update(
+                {k: spec.get(k) for k in ("path", "id", "map_name", "key_type", "value_type", "formats", "netns")}
+            )
             if sum(merged[k] is not None for k in ("path", "id", "map_name")) != 1:
                 raise FactsError(f"maps[{index}]: give one of path, id and map_name")
             if merged["query"] and jmespath is None:

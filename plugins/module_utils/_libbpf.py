@@ -604,9 +604,12 @@ def num_possible_cpus() -> int:
     return check(load_libbpf().libbpf_num_possible_cpus(), "count", "possible CPUs")
 
 
-def probe_map_type(map_type: str) -> bool:
-    """True when the running kernel supports creating maps of this type (libbpf's own feature probe)."""
+def probe_map_type(map_type: str) -> bool | None:
+    """True when the running kernel supports creating maps of this type (libbpf's own feature probe); None when this
+    libbpf cannot probe the type (EOPNOTSUPP: a type newer than the library, e.g. arena for libbpf 1.1)."""
     ret = load_libbpf().libbpf_probe_bpf_map_type(MAP_TYPES[map_type], None)
+    if ret == -errno_mod.EOPNOTSUPP:
+        return None
     return ret == 1
 
 

@@ -76,11 +76,13 @@ def _is_lpm_key(t: _btf.BtfType) -> bool:
     return first.name == "prefixlen" and first.bit_offset == 0 and _btf.resolve(first.type).size == 4
 
 
-def lpm_key_type(data: _btf.BtfType, map_name: str) -> _btf.BtfType:
-    """Wrap a data type (u8[4], u8[16], a struct...) into the `struct { u32 prefixlen; data; }` key LPM tries need."""
+def lpm_key_type(data: _btf.BtfType, map_name: str, packed: bool = False) -> _btf.BtfType:
+    """Wrap a data type (u8[4], u8[16], a struct...) into the `struct { u32 prefixlen; data; }` key LPM tries need
+    (packed: no trailing padding, for a key size that is not a multiple of 4)."""
     return _btf.type_from_schema(
         {
             "name": f"{map_name}_lpm_key",
+            "packed": packed,
             "fields": [{"name": "prefixlen", "type": "u32"}, {"name": "data", "type": _btf.to_schema(data)}],
         },
         path="key",
@@ -184,7 +186,17 @@ def build_map_spec(params: dict[str, Any], *, page_size: int, possible_cpus: int
     _require(0 < max_entries < 2**32, f"max_entries: must be between 1 and 4294967295, not {max_entries}")
     if map_type in BTF_MAP_TYPES and (key_type is None) != (value_type is None):
         # The kernel wants BTF for both sides or neither: describe the undeclared side as plain bytes.
-        if key_type is None:
+        if key_type is None and map_type == "lpm_trie":
+            # The kernel takes only a struct as an LPM trie's key BTF (EINVAL for u8[N]). Of the two keys it accepts
+            # (that struct, or no BTF at all, which the typed value rules out), the struct C programs declare
+            # (struct bpf_lpm_trie_key_u8: u32 prefixlen, then the data bytes) reads back best: bpftool prints the
+            # prefix length and the data apart, and bpf_map_entries takes and gives CIDR text for 4- and 16-byte
+            # data, {prefixlen, data} otherwise (docs/schemas.md).
+            data = _btf.type_from_schema(f"u8[{key_size - 4}]", path="key")
+            key_type = lpm_key_type(data, name, packed=key_size % 4 != 0)  # its size must be key_size exactly
+        elif key_type is None and map_type in ARRAY_TYPES:
+            key_type = _btf.type_from_schema("u32", path="key")  # the only key BTF arrays take (EINVAL for u8[4])
+        elif key_type is None:
             key_type = _btf.type_from_schema(f"u8[{key_size}]", path="key")
         else:
             value_type = _btf.type_from_schema(f"u8[{value_size}]", path="value")

@@ -14,8 +14,10 @@ description:
   - "V(kernel): release, BTF, bpffs mounts, JIT and stats switches, and feature probes (map types, batch map
     operations, tcx, XDP links)."
   - "V(programs), V(maps), V(links): every loaded object with its kernel info, its pins, and the bpf_program
-    application it belongs to (null for objects this collection did not deploy). Maps report their entry count where
-    that is cheap (arrays, and hash maps up to 65536 entries) and their memlock."
+    application it belongs to (null for objects this collection did not deploy). Maps of every type are listed with
+    their type (and C(type_id)), sizes, C(max_entries), flags, C(map_extra), BTF ids, pins and memlock, and their
+    entry count where that is cheap (arrays, hash maps up to 65536 entries, device, program and socket maps up to
+    4096 slots when the kernel answers user-space lookups on them; null otherwise)."
   - "V(attachments): XDP and tc (tcx and cls_bpf) programs per interface of the host and of the namespaces in
     O(netns), with the mode, and whether a bpf_program application deployed the program (C(managed))."
   - V(pins) lists what is pinned under C(/sys/fs/bpf) (bounded walk).
@@ -25,6 +27,17 @@ description:
     numeric fields against the previous gathering on that host."
   - Works for maps loaded by other tools (bcc, bpftool, cilium) as long as they carry BTF; maps without BTF need
     C(key_type)/C(value_type), or come back as hex.
+  - "Values whose layout the kernel defines are decoded without BTF: devmap and devmap_hash slots as
+    C({ifindex, interface}) (the name looked up in O(maps[].netns)), plus C(prog_id) and C(prog_name) of the
+    program run on redirected frames with 8-byte values (C(struct bpf_devmap_val)); cpumap slots as C({qsize}) (plus
+    the program with 8-byte values); prog_array slots as C({prog_id, prog_name}); stack traces as lists of
+    addresses; cgroup storage by its BTF, keyed by C({cgroup_inode_id, attach_type})."
+  - "No map type fails the task. Socket maps (sockmap, sockhash, reuseport_sockarray, xskmap) hold sockets the
+    kernel does not show to user space: their result has the C(count) of occupied slots (null for xskmap, and for
+    sockmaps with 4-byte values, whose lookups the kernel refuses) and a C(note). Maps whose contents are not data to
+    read (queue and stack, which reading would pop; ringbuf, perf_event_array and user_ringbuf events; socket, inode,
+    task and cgroup local storage; bloom filters, struct_ops, arenas, cgroup arrays) get an C(error) naming the map
+    and why, and the other maps are still gathered."
 author:
   - cnf.ebpf contributors (@cnf-ebpf)
 requirements:
@@ -93,6 +106,11 @@ options:
         description: How per-CPU values are combined.
         type: str
         choices: [sum, max, min, none]
+      netns:
+        description:
+          - Named network namespace in which the interface indexes of a devmap or devmap_hash are turned into names
+            (the kernel resolved them in the namespace of the process that wrote them). Default the host's.
+        type: str
   top:
     description: Default of O(maps[].top).
     type: int
@@ -166,6 +184,14 @@ ansible_facts:
         - C(contents) maps each map's O(maps[].name) (or path) to C(path), C(id), C(type), C(count) (entries in the
           map), and C(entries) (or C(result) when the query does not return a list), plus C(rates_since) with
           O(rates).
+        - A map whose contents are not data has C(error) (why, naming the map) and no C(entries); a socket map has
+          C(count) and a C(note); a map shown as hex for want of BTF has a C(note) too.
+        - C(links) and C(attachments) entries have C(defunct), true for a link whose interface (or cgroup) went
+          away: the kernel keeps such a pinned link on no hook; defunct XDP and tcx links are listed in
+          C(attachments) with no interface. C(attachments[].link_pin) is where the link holding the attachment is
+          pinned.
+        - C(kernel.features.map_types) has every map type the collection knows, true or false by libbpf's probe
+          (or a creation of our own), null when neither can tell.
       type: dict
       returned: always
 """

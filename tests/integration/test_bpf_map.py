@@ -265,3 +265,120 @@ def test_pin_that_is_not_a_map_is_reported(pin_dir: Path, tmp_path: Path) -> Non
     )
     assert result["failed"] is True
     assert "not a BPF map" in result["msg"]
+
+
+# --- maps declared by sizes alone ----------------------------------------------------------------------------------
+
+INNER_SIZED = {"type": "array", "key_size": 4, "value_size": 8, "max_entries": 2}
+# name -> (module args without path, entries written and read back with bpf_map_entries (None: not an entry map),
+# and what a rerun of bpf_map_entries gives back when it differs from what was written).
+SIZED: dict[str, tuple[dict[str, Any], list[dict[str, Any]] | None]] = {
+    "hash": ({"type": "hash", "key_size": 8, "value_size": 16}, [{"key": "01" * 8, "value": "02" * 16}]),
+    "lru_hash": ({"type": "lru_hash", "key_size": 4, "value_size": 8}, [{"key": "0a000000", "value": "07" * 8}]),
+    "percpu_hash": ({"type": "percpu_hash", "key_size": 4, "value_size": 8}, [{"key": "01000000", "value": "05" * 8}]),
+    "lru_percpu_hash": (
+        {"type": "lru_percpu_hash", "key_size": 2, "value_size": 4},
+        [{"key": "0100", "value": "05000000"}],
+    ),
+    "hash_of_maps": ({"type": "hash_of_maps", "key_size": 4, "value_size": 4, "inner_map": INNER_SIZED}, []),
+    "array": ({"type": "array", "key_size": 4, "value_size": 12}, [{"key": 1, "value": "0c" * 12}]),
+    "percpu_array": ({"type": "percpu_array", "key_size": 4, "value_size": 4}, [{"key": 2, "value": "2a000000"}]),
+    "array_of_maps": ({"type": "array_of_maps", "key_size": 4, "value_size": 4, "inner_map": INNER_SIZED}, []),
+    "ringbuf": ({"type": "ringbuf", "max_entries": 4 * PAGE}, None),
+    "perf_event_array": ({"type": "perf_event_array", "key_size": 4, "value_size": 4, "max_entries": 2}, None),
+    "queue": ({"type": "queue", "value_size": 12}, [{"value": "0c" * 12}, {"value": "0d" * 12}]),
+    "stack": ({"type": "stack", "value_size": 2}, [{"value": "0100"}]),
+    # No BTF at all (neither side typed): raw-byte keys, prefixlen (24, little-endian) then the data 10.1.2.0.
+    "lpm_trie": (
+        {"type": "lpm_trie", "key_size": 8, "value_size": 8},
+        [{"key": "180000000a010200", "value": "09" * 8}],
+    ),
+    # One side typed: the sized side gets BTF too, the key as struct { u32 prefixlen; u8 data[N]; }.
+    "lpm_trie_typed_value": (
+        {"type": "lpm_trie", "key_size": 8, "value": "u64"},
+        [{"key": "10.1.2.0/24", "value": 9}, {"key": "10.0.0.0/8", "value": 1}],
+    ),
+    "lpm_trie_v6_typed_value": (
+        {"type": "lpm_trie", "key_size": 20, "value": {"fields": [{"name": "action", "type": "u32"}]}},
+        [{"key": "2001:db8::/32", "value": {"action": 2}}],
+    ),
+    "lpm_trie_odd_typed_value": (
+        {"type": "lpm_trie", "key_size": 7, "value": "u32"},
+        [{"key": {"prefixlen": 12, "data": [1, 2, 0]}, "value": 3}],
+    ),
+    "lpm_trie_typed_key": (
+        {"type": "lpm_trie", "key": "u8[4]", "value_size": 4},
+        [{"key": "192.168.0.0/16", "value": [1, 0, 0, 0]}],
+    ),
+    "array_typed_value": ({"type": "array", "key_size": 4, "value": "u64"}, [{"key": 3, "value": 11}]),
+    "percpu_array_typed_value": ({"type": "percpu_array", "key_size": 4, "value": "u32"}, [{"key": 0, "value": 4}]),
+    "hash_typed_value": ({"type": "hash", "key_size": 6, "value": "u64"}, [{"key": [1, 2, 3, 4, 5, 6], "value": 8}]),
+    "hash_typed_key": ({"type": "hash", "key": "u32", "value_size": 3}, [{"key": 5, "value": [1, 2, 3]}]),
+}
+
+
+def _sized_args(pin_dir: Path, name: str) -> dict[str, Any]:
+    args = dict(SIZED[name][0], path=str(pin_dir / name))
+    args.setdefault("max_entries", 8)
+    return args
+
+
+def _comparable(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries as bpf_map_entries gives them back: per-CPU values come with their per-CPU list and sum."""
+    return sorted(
+        (
+            {k: (v["per_cpu"][0] if isinstance(v, dict) and "per_cpu" in v else v) for k, v in e.items()}
+            for e in entries
+        ),
+        key=repr,
+    )
+
+
+@pytest.mark.parametrize("name", list(SIZED))
+def test_every_map_type_from_sizes_alone(pin_dir: Path, name: str) -> None:
+    """Every map type bpf_map supports is created from key_size/value_size (with or without the other side typed),
+    reruns unchanged, shows its sizes in bpftool, and is usable by bpf_map_entries where it holds entries."""
+    args = _sized_args(pin_dir, name)
+    first = run_module("bpf_map", args)
+    assert first.get("failed") is not True and first["changed"] is True, (name, first)
+    again = run_module("bpf_map", args)
+    assert again.get("failed") is not True and again["changed"] is False and again["action"] == "none", again
+    assert again["map"]["id"] == first["map"]["id"]
+    shown = bpftool("map", "show", "pinned", args["path"])
+    assert shown["type"] == args["type"]
+    assert shown["bytes_key"] == first["map"]["key_size"] and shown["bytes_value"] == first["map"]["value_size"]
+    if "key_size" in args and args["type"] not in ("queue", "stack", "ringbuf"):
+        assert shown["bytes_key"] == args["key_size"]
+    if "value_size" in args and args["type"] != "ringbuf":
+        assert shown["bytes_value"] == args["value_size"]
+    typed = "key" in args or "value" in args
+    assert ("btf_id" in shown and shown["btf_id"] > 0) == typed, shown
+    if name.startswith("lpm_trie") and typed:
+        key_schema = again["map"]["key_schema"]
+        assert [f["name"] for f in key_schema["fields"]][:1] == ["prefixlen"], key_schema
+    entries = SIZED[name][1]
+    if entries is None:
+        return
+    if args["type"].endswith("_of_maps"):
+        inner = pin_dir / f"{name}_inner"
+        assert run_module("bpf_map", dict(INNER_SIZED, path=str(inner)))["changed"] is True
+        entries = [{"key": 1, "value": str(inner)}]  # maps of maps with 4-byte keys are keyed by a u32
+    state = "merged" if args["type"] in ("queue", "stack") else "overridden"
+    written = run_module("bpf_map_entries", {"path": args["path"], "state": state, "entries": entries})
+    assert written.get("failed") is not True and written["changed"] is True, written
+    gathered = run_module("bpf_map_entries", {"path": args["path"], "state": "gathered"})
+    assert gathered.get("failed") is not True, gathered
+    got = [{k: v for k, v in e.items() if k != "inner_map_id"} for e in gathered["entries"]]
+    if "array" in args["type"]:  # every slot of an array exists; the others are zero
+        got = [e for e in got if e["key"] in {w["key"] for w in entries}]
+    assert _comparable(got) == _comparable(entries), (name, gathered["entries"])
+    if state == "overridden":
+        rerun = run_module("bpf_map_entries", {"path": args["path"], "state": state, "entries": entries})
+        assert rerun.get("failed") is not True and rerun["changed"] is False, rerun
+    if name == "lpm_trie_typed_value":
+        dumped = {(e["key"]["prefixlen"], tuple(e["key"]["data"])): e["value"] for e in bpftool_formatted(args["path"])}
+        assert dumped == {(24, (10, 1, 2, 0)): 9, (8, (10, 0, 0, 0)): 1}
+
+
+def bpftool_formatted(path: str) -> list[dict[str, Any]]:
+    return [e["formatted"] for e in bpftool("map", "dump", "pinned", path)]

@@ -167,15 +167,16 @@ def test_lock_timeout_when_the_lock_is_held(pin_dir: Path, tmp_path: Path) -> No
         kind = _held_lock_types(map_id).get(os.getpid())
     assert kind, "the map lock was not seen in /proc/locks while held"
     before = raw_items(path)
-    lock_files = [f for f in LOCK_DIR.iterdir() if f.name == _lock_name(map_id)]
-    assert len(lock_files) == 1, lock_files
-    # Hold it ourselves, in a child process so POSIX locks are not shared with a thread of ours.
+    lock_file = LOCK_DIR / _lock_name(map_id)
+    assert not lock_file.exists(), "a released lock leaves no file behind"
+    # Hold it ourselves (creating the file as a run would), in a child process so POSIX locks are not shared with a
+    # thread of ours.
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "import fcntl, sys\n"
-            f"f = open({str(lock_files[0])!r}, 'a+')\n"
+            f"f = open({str(lock_file)!r}, 'a+')\n"
             f"({'fcntl.flock' if kind == 'FLOCK' else 'fcntl.lockf'})(f, fcntl.LOCK_EX)\n"
             "print('held', flush=True)\n"
             "sys.stdin.read()\n",
@@ -199,3 +200,4 @@ def test_lock_timeout_when_the_lock_is_held(pin_dir: Path, tmp_path: Path) -> No
     rc = finish(pc)
     assert rc["counts"]["removed"] == BIG
     assert raw_items(path) == {}
+    assert not lock_file.exists(), "the run that took the lock over removed its file"

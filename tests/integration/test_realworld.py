@@ -471,6 +471,15 @@ def test_devmap_redirect_with_mac_keyed_hash(
     assert summed(stats[XDP_REDIRECT]) == {"rx_packets": 60, "rx_bytes": 60 * (ETH_IP_UDP + 80)}
     assert summed(stats[XDP_PASS]) == {"rx_packets": 0, "rx_bytes": 0}
 
+    # bpf_facts lists the devmap and shows where it sends packets
+    facts = run_module("bpf_facts", {"gather_subset": ["maps"], "maps": [{"name": "tx", "path": f"{maps}/tx_port"}]})
+    assert facts.get("failed") is not True, facts
+    tx = facts["ansible_facts"]["bpf"]["contents"]["tx"]
+    assert tx["type"] == "devmap" and tx["count"] == 1, tx
+    assert tx["entries"] == [{"key": 0, "value": {"ifindex": topo.ifindex(topo.b2), "interface": topo.b2}}], tx
+    listed = [m for m in facts["ansible_facts"]["bpf"]["maps"] if f"{maps}/tx_port" in m.get("pins", [])]
+    assert [m["type"] for m in listed] == ["devmap"], listed
+
     remove_and_check(world, [app], [(None, topo.b1), (topo.ns_c, topo.if_c)])
 
 

@@ -16,6 +16,7 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from ansible_collections.cnf.ebpf.plugins.module_utils import (
@@ -286,9 +287,8 @@ def _cheap_count(fd: _libbpf.Fd, info: dict[str, Any], limit: int) -> int | None
         return sum(len(keys) for keys, _values in bpf_map.item_chunks(4096))
 
 
-def links(pinned: dict[str, dict[str, Any]], pin_root: str) -> list[dict[str, Any]]:
-    by_id = _pins_by(pinned, "link")
-    out = []
+def _live_links() -> Iterator[tuple[int, dict[str, Any]]]:
+    """(id, link_details) of every link in the kernel, skipping those freed while we walk."""
     for link_id in _libbpf.link_ids():
         try:
             with _libbpf.link_fd_by_id(link_id) as fd:
@@ -297,6 +297,13 @@ def links(pinned: dict[str, dict[str, Any]], pin_root: str) -> list[dict[str, An
             if exc.errno == errno.ENOENT:
                 continue
             raise
+        yield link_id, details
+
+
+def links(pinned: dict[str, dict[str, Any]], pin_root: str) -> list[dict[str, Any]]:
+    by_id = _pins_by(pinned, "link")
+    out = []
+    for link_id, details in _live_links():
         paths = sorted(by_id.get(link_id, []))
         details = {k: v for k, v in details.items() if k != "raw"}
         details.setdefault("defunct", False)  # only xdp, tcx, netkit and cgroup links can be told defunct
@@ -339,14 +346,7 @@ def attachments(
                     described.update(interface=name, netns=netns, hook=hook, managed=att.prog_id in managed_progs)
                     described.update(link_pin=described["link_pin"] or pin_of(att.link_id), defunct=False)
                     out.append(described)
-    for link_id in _libbpf.link_ids():
-        try:
-            with _libbpf.link_fd_by_id(link_id) as fd:
-                details = _libbpf_link.link_details(fd)
-        except BpfError as exc:
-            if exc.errno == errno.ENOENT:
-                continue
-            raise
+    for link_id, details in _live_links():
         if details["type"] not in ("xdp", "tcx") or not details.get("defunct"):
             continue
         name, tag = "", ""

@@ -187,7 +187,7 @@ ansible_facts:
         - A map whose contents are not data has C(error) (why, naming the map) and no C(entries); a socket map has
           C(count) and a C(note); a map shown as hex for want of BTF has a C(note) too.
         - C(links) and C(attachments) entries have C(defunct), true for a link whose interface (or cgroup) went
-          away: the kernel keeps such a pinned link on no hook; defunct XDP and tcx links are listed in
+          away (the kernel keeps such a pinned link on no hook); defunct XDP and tcx links are listed in
           C(attachments) with no interface. C(attachments[].link_pin) is where the link holding the attachment is
           pinned.
         - C(kernel.features.map_types) has every map type the collection knows, true or false by libbpf's probe

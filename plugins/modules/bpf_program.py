@@ -104,7 +104,7 @@ options:
   cflags:
     description:
       - Extra clang flags for O(src). Sources that include glibc headers (C(<linux/if.h>), C(<linux/icmp.h>),
-        C(<stdint.h>)) need none: the compile puts an empty C(<gnu/stubs.h>) first on the include path, as the
+        C(<stdint.h>)) need none; the compile puts an empty C(<gnu/stubs.h>) first on the include path, as the
         kernel's BPF selftests do, so C(-target bpf) finds no missing C(gnu/stubs-32.h) on any architecture.
     type: list
     elements: str

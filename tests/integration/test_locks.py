@@ -96,7 +96,7 @@ def test_locks_stay_exclusive_while_their_files_come_and_go(tmp_path: Path) -> N
     workers, rounds = 4, 150
     procs = [
         subprocess.Popen([sys.executable, "-c", WORKER, name, str(counter), str(rounds)])  # inherits PYTHONPATH
-        for _ in range(workers)
+        for _worker in range(workers)
     ]
     assert [p.wait() for p in procs] == [0] * workers
     assert int(counter.read_text()) == workers * rounds

@@ -50,7 +50,7 @@ options:
         back with V(overridden) changes nothing.
       - Arrays (V(array), V(percpu_array), V(array_of_maps)) always hold every index, so deleting an entry writes zeros
         and V(overridden) zeroes the undeclared indices.
-      - Device maps (V(devmap), V(devmap_hash), V(cpumap)) hold XDP redirect targets: a slot is set or not, like a
+      - Device maps (V(devmap), V(devmap_hash), V(cpumap)) hold XDP redirect targets; a slot is set or not, like a
         hash, keyed by a u32; values are an ifindex (or C(struct bpf_devmap_val)) or a CPU queue size. The kernel
         resolves an ifindex in the network namespace the module runs in.
       - Queues and stacks have no keys; each entry holds only a C(value), listed in pop order (the first listed is

@@ -15,7 +15,8 @@ import struct
 import tempfile
 from pathlib import Path
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf_obj, _objects
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf_obj
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _objects
 
 REPO = Path(__file__).resolve().parents[1]
 PROGRAMS = {

@@ -53,10 +53,11 @@ from typing import Any
 import yaml
 from flows import FLOW_KEY, FLOW_STATS
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf, _maps
-from ansible_collections.cnf.ebpf.plugins.module_utils._codec import compile_codec
-from ansible_collections.cnf.ebpf.plugins.module_utils._entries_module import reconcile
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfMap
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfMap
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _maps
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._entries_module import reconcile
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import compile_codec
 
 REPO = Path(__file__).resolve().parents[1]
 COLLECTIONS = REPO / ".build" / "collections"
@@ -175,7 +176,7 @@ def timed(func: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def map_len(path: str) -> int:
-    from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import map_open
+    from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import map_open
 
     with map_open(path) as m:
         return sum(1 for _i in m.items())

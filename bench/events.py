@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _events
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _events
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "tests" / "integration" / "data" / "events_udp.c"

@@ -19,7 +19,7 @@ import uuid
 
 from flows import create_flow_map
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _facts
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _facts
 
 
 def timed(func) -> tuple[float, object]:

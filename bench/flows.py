@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf, _maps
-from ansible_collections.cnf.ebpf.plugins.module_utils._codec import Codec, compile_codec
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfMap
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfMap
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _maps
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import Codec, compile_codec
 
 FLOW_KEY = {
     "name": "flow_key",

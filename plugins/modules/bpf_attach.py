@@ -243,7 +243,7 @@ replaced:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnf.ebpf.plugins.module_utils._attach_module import ARGUMENT_SPEC, REQUIRED_IF, run
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._attach_module import ARGUMENT_SPEC, REQUIRED_IF, run
 
 
 def main() -> None:

@@ -112,7 +112,7 @@ restore_command:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnf.ebpf.plugins.module_utils._boot_module import ARGUMENT_SPEC, run
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._boot_module import ARGUMENT_SPEC, run
 
 
 def main() -> None:

@@ -200,7 +200,7 @@ go_types:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnf.ebpf.plugins.module_utils._codegen_module import (
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._codegen_module import (
     ARGUMENT_SPEC,
     MUTUALLY_EXCLUSIVE,
     REQUIRED_ONE_OF,

@@ -203,7 +203,11 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnf.ebpf.plugins.module_utils._events_module import ARGUMENT_SPEC, MUTUALLY_EXCLUSIVE, run
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._events_module import (
+    ARGUMENT_SPEC,
+    MUTUALLY_EXCLUSIVE,
+    run,
+)
 
 
 def main() -> None:

@@ -198,7 +198,7 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnf.ebpf.plugins.module_utils._facts_module import ARGUMENT_SPEC, run
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._facts_module import ARGUMENT_SPEC, run
 
 
 def main() -> None:

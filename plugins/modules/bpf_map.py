@@ -351,7 +351,7 @@ map:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnf.ebpf.plugins.module_utils._map_module import ARGUMENT_SPEC, run
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._map_module import ARGUMENT_SPEC, run
 
 
 def main() -> None:

@@ -221,7 +221,11 @@ map:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnf.ebpf.plugins.module_utils._entries_module import ARGUMENT_SPEC, MUTUALLY_EXCLUSIVE, run
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._entries_module import (
+    ARGUMENT_SPEC,
+    MUTUALLY_EXCLUSIVE,
+    run,
+)
 
 
 def main() -> None:

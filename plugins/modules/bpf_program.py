@@ -247,7 +247,7 @@ state_path:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnf.ebpf.plugins.module_utils._program_module import (
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._program_module import (
     ARGUMENT_SPEC,
     MUTUALLY_EXCLUSIVE,
     REQUIRED_IF,

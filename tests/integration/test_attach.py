@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _attach, _libbpf
-from ansible_collections.cnf.ebpf.plugins.module_utils._attach import Attachment, AttachSpec
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _attach
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._attach import Attachment, AttachSpec
 
 from .conftest import REPO, bpftool, compile_bpf
 from .netns import VethPair, drain, entered
@@ -209,7 +210,8 @@ def test_pinned_link_outlives_the_process(veth: VethPair, pin_dir: Path, objs: d
     spec = xdp_spec(veth, pin_dir)
     code = (
         "import sys\n"
-        "from ansible_collections.cnf.ebpf.plugins.module_utils import _attach, _libbpf\n"
+        "from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf\n"
+        "from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _attach\n"
         "spec = _attach.AttachSpec(kind='xdp', interface=sys.argv[1], netns=sys.argv[2], link_pin=sys.argv[3])\n"
         "with _libbpf.obj_get(sys.argv[4]) as fd:\n"
         "    print(_attach.attach(spec, fd).link_id)\n"

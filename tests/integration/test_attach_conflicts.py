@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _attach, _libbpf
-from ansible_collections.cnf.ebpf.plugins.module_utils._locks import file_lock
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _attach
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import file_lock
 
 from .conftest import application, bpftool, compile_bpf, run_module
 from .netns import VethPair, drain, ip

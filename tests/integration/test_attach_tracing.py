@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf, _libbpf_link
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf, _libbpf_link
 
 from .conftest import application, bpftool, run_module
 

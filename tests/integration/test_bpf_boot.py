@@ -83,7 +83,7 @@ def test_restore_after_the_pins_are_gone(app: App, veth: VethPair) -> None:
         names = set(zf.namelist())
     assert {
         "ansible/module_utils/basic.py",
-        "ansible_collections/cnf/ebpf/plugins/module_utils/_boot_module.py",
+        "ansible_collections/cnf/ebpf/plugins/module_utils/surface/_boot_module.py",
     } <= names
     assert veth.udp_through(veth.addr_b, 20)[0] == 0
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
 from tests.schemas import FLOW_KEY, FLOW_STATS
 
 from .conftest import BPFFS, bpftool, run_module, run_playbook

@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf, _libbpf, _maps
-from ansible_collections.cnf.ebpf.plugins.module_utils._codec import PerCpuCodec, compile_codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _maps
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import PerCpuCodec, compile_codec
 
 from .conftest import bpftool, compile_bpf
 

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 import yaml
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf, _codegen, _codegen_go
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import obj_get
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf_obj import prog_test_run
-from ansible_collections.cnf.ebpf.plugins.module_utils._objects import inspect_object
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import obj_get
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf_obj import prog_test_run
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning import _codegen, _codegen_go
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._objects import inspect_object
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
 
 from .conftest import compile_bpf, run_module
 

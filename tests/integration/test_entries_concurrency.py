@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils._entries import map_lock
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._entries import map_lock
 
 from .conftest import MODULES, bpftool, run_module
 
@@ -109,7 +109,7 @@ def _held_lock_types(map_id: int) -> dict[int, str]:
 
 
 def _reconcile_in_thread(params: dict[str, Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    from ansible_collections.cnf.ebpf.plugins.module_utils._entries_module import reconcile
+    from ansible_collections.cnf.ebpf.plugins.module_utils.surface._entries_module import reconcile
 
     box: dict[str, Any] = {}
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
 from tests.schemas import FLOW_KEY
 
 from .conftest import BPFFS, bpftool, run_module
@@ -53,7 +53,7 @@ class FuzzMaps:
 
 
 def _reconcile() -> Any:
-    from ansible_collections.cnf.ebpf.plugins.module_utils._entries_module import reconcile
+    from ansible_collections.cnf.ebpf.plugins.module_utils.surface._entries_module import reconcile
 
     return reconcile
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
 
 from .conftest import run_module
 from .netns import VethPair, entered

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError
 
 from .conftest import bpftool, compile_bpf
 

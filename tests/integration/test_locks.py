@@ -75,7 +75,7 @@ def test_leftover_lock_files_are_swept_held_ones_kept(pin_dir: Path) -> None:
 WORKER = """
 import sys
 
-from ansible_collections.cnf.ebpf.plugins.module_utils._locks import file_lock
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import file_lock
 name, counter, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 for _ in range(rounds):
     with file_lock(name, 120):

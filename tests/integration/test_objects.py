@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
-from ansible_collections.cnf.ebpf.plugins.module_utils._btf import Int, Struct, resolve
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf_obj import prog_test_run
-from ansible_collections.cnf.ebpf.plugins.module_utils._objects import (
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf_obj import prog_test_run
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._objects import (
     SHIM_DIR_NAME,
     CompileError,
     ObjectParamError,
@@ -24,6 +23,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._objects import (
     inspect_object,
     load_object,
 )
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import Int, Struct, resolve
 
 from .conftest import bpftool
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _objects
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _objects
 
 from .conftest import run_module, run_playbook
 from .netns import VethPair, drain, ip, receiver, send_udp

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils._btf import (
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import (
     Array,
     Btf,
     BtfError,

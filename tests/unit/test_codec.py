@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils._btf import Int, Member, Struct, Typedef, type_from_schema
-from ansible_collections.cnf.ebpf.plugins.module_utils._codec import (
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import Int, Member, Struct, Typedef, type_from_schema
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import (
     CodecError,
     PerCpuCodec,
     compile_codec,
@@ -72,7 +72,7 @@ def test_scalar_inputs_and_ranges():
 
 
 def test_float_and_pointer():
-    from ansible_collections.cnf.ebpf.plugins.module_utils._btf import Float, Ptr
+    from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import Float, Ptr
 
     f = compile_codec(Float("double", 8))
     assert f.decode(f.encode(1.5)) == 1.5 and f.encode("2") == struct.pack("=d", 2.0)

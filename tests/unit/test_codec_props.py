@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.cnf.ebpf.plugins.module_utils._btf import (
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import (
     Array,
     BtfType,
     Enum,
@@ -19,7 +19,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._btf import (
     to_schema,
     type_from_schema,
 )
-from ansible_collections.cnf.ebpf.plugins.module_utils._codec import compile_codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import compile_codec
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf, _codegen, _codegen_go
-from ansible_collections.cnf.ebpf.plugins.module_utils._codegen_module import cli_main
-from ansible_collections.cnf.ebpf.plugins.module_utils._map_plan import SpecError
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning import _codegen, _codegen_go
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning._map_plan import SpecError
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._codegen_module import cli_main
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "codegen" / "corpus.yml"
 

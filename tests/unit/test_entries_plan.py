@@ -6,9 +6,7 @@ import struct
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf
-from ansible_collections.cnf.ebpf.plugins.module_utils._codec import PerCpuCodec, compile_codec
-from ansible_collections.cnf.ebpf.plugins.module_utils._entries_plan import (
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning._entries_plan import (
     PlanError,
     ValueOps,
     WantEntry,
@@ -17,6 +15,8 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._entries_plan import (
     plan_entries,
     plan_queue,
 )
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import PerCpuCodec, compile_codec
 
 STATS = _btf.type_from_schema(
     {"name": "stats", "fields": [{"name": "packets", "type": "u64"}, {"name": "bytes", "type": "u64"}]}

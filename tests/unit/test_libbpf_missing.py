@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
-from ansible_collections.cnf.ebpf.plugins.module_utils._surface import fail_without_libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf
 
 
 class _Failed(Exception):

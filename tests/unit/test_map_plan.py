@@ -6,9 +6,8 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import MAP_FLAGS
-from ansible_collections.cnf.ebpf.plugins.module_utils._map_plan import (
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import MAP_FLAGS
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning._map_plan import (
     SpecError,
     build_map_spec,
     default_map_name,
@@ -16,7 +15,8 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._map_plan import (
     map_differences,
     plan_map,
 )
-from ansible_collections.cnf.ebpf.plugins.module_utils._maps import MapSpec, MapState
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._maps import MapSpec, MapState
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
 
 PAGE = 4096
 

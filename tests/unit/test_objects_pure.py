@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _objects
-from ansible_collections.cnf.ebpf.plugins.module_utils._btf import Array, Int, Member, Modifier, Struct, Typedef
-from ansible_collections.cnf.ebpf.plugins.module_utils._objects import (
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _objects
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._objects import (
     CompileError,
     ConstantSpec,
     ObjectParamError,
@@ -23,6 +22,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._objects import (
     parse_make_deps,
     parse_verifier_log,
 )
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import Array, Int, Member, Modifier, Struct, Typedef
 
 needs_clang = pytest.mark.skipif(shutil.which("clang") is None, reason="clang is not installed")
 
@@ -262,7 +262,7 @@ def test_verifier_error_is_one_sentence() -> None:
 
 
 def test_bcc_functions_are_checked_before_anything() -> None:
-    from ansible_collections.cnf.ebpf.plugins.module_utils._bcc import check_functions
+    from ansible_collections.cnf.ebpf.plugins.module_utils.resources._bcc import check_functions
 
     assert check_functions({"xdp_count": "xdp", "probe": "kprobe"}) == {"xdp_count": "xdp", "probe": "kprobe"}
     with pytest.raises(ValueError, match=r"functions\.f: socket_filter programs are attached through a socket"):

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf
-from ansible_collections.cnf.ebpf.plugins.module_utils._maps import MapSpec, MapState
-from ansible_collections.cnf.ebpf.plugins.module_utils._program_plan import (
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning._program_plan import (
     Conversion,
     Desired,
     PlanError,
@@ -15,6 +13,8 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._program_plan import (
     decide_map,
     reload_reasons,
 )
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._maps import MapSpec, MapState
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
 
 V1 = _btf.type_from_schema(
     {

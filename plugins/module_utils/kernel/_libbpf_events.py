@@ -19,7 +19,7 @@ import ctypes
 import errno as errno_mod
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError, Fd, check, declare
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError, Fd, check, declare
 
 _VP = ctypes.c_void_p
 _INT = ctypes.c_int

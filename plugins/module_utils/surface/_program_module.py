@@ -22,12 +22,9 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _apps, _attach_module, _bcc, _entries, _maps, _objects
-from ansible_collections.cnf.ebpf.plugins.module_utils._codec import CodecError, PerCpuCodec, compile_codec
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbcc import BccMissing
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import PERCPU_MAP_TYPES, BpfError
-from ansible_collections.cnf.ebpf.plugins.module_utils._locks import LockTimeout
-from ansible_collections.cnf.ebpf.plugins.module_utils._program_plan import (
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbcc import BccMissing
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import PERCPU_MAP_TYPES, BpfError
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning._program_plan import (
     MAP_POLICIES,
     Conversion,
     Desired,
@@ -38,7 +35,11 @@ from ansible_collections.cnf.ebpf.plugins.module_utils._program_plan import (
     decide_map,
     reload_reasons,
 )
-from ansible_collections.cnf.ebpf.plugins.module_utils._surface import fail_without_libbpf, with_defaults
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _bcc, _entries, _maps, _objects
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import LockTimeout
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _attach_module
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import CodecError, PerCpuCodec, compile_codec
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "name": {"type": "str", "required": True},

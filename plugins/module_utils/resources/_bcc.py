@@ -21,17 +21,17 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbcc import (
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbcc import (
     function_names,
     import_bcc,
     libbcc_path,
     table_names,
 )
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import Fd
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf_obj import capture_stderr
-from ansible_collections.cnf.ebpf.plugins.module_utils._maps import read_btf_types
-from ansible_collections.cnf.ebpf.plugins.module_utils._objects import (
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import Fd
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf_obj import capture_stderr
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._maps import read_btf_types
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._objects import (
     LoadedMap,
     LoadedObject,
     LoadedProgram,

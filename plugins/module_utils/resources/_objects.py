@@ -27,12 +27,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
-from ansible_collections.cnf.ebpf.plugins.module_utils._btf import Btf, BtfType, Datasec, Var, type_name
-from ansible_collections.cnf.ebpf.plugins.module_utils._codec import CodecError, compile_codec
-from ansible_collections.cnf.ebpf.plugins.module_utils._files import atomic_file
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError, Fd
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf_obj import BpfObject, MapHandle, prog_map_ids
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError, Fd
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf_obj import BpfObject, MapHandle, prog_map_ids
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import Btf, BtfType, Datasec, Var, type_name
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import CodecError, compile_codec
 
 DEFAULT_CACHE_DIR = "/var/lib/cnf-ebpf/cache"
 DEFAULT_LOG_DIR = "/var/lib/cnf-ebpf/logs"

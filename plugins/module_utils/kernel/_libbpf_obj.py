@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import (
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import (
     MAP_TYPE_NAMES,
     PROG_TYPE_NAMES,
     BpfError,

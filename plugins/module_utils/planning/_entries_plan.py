@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
 
 STATES = ("merged", "replaced", "overridden", "deleted", "gathered")
 _KEY = attrgetter("key")

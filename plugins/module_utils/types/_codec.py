@@ -23,7 +23,7 @@ from itertools import chain, starmap
 from operator import itemgetter
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils._btf import (
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import (
     Array,
     BtfType,
     Enum,

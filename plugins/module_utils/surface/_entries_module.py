@@ -20,20 +20,21 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _apps, _entries_plan
-from ansible_collections.cnf.ebpf.plugins.module_utils._codec import CodecError
-from ansible_collections.cnf.ebpf.plugins.module_utils._entries import (
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning import _entries_plan
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning._entries_plan import STATES, Change, ValueOps, WantEntry
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._entries import (
     ARRAY_KINDS,
     MAP_IN_MAP_KINDS,
     QUEUE_KINDS,
     ApplyError,
     EntryMap,
 )
-from ansible_collections.cnf.ebpf.plugins.module_utils._entries_plan import STATES, Change, ValueOps, WantEntry
-from ansible_collections.cnf.ebpf.plugins.module_utils._files import atomic_file
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError
-from ansible_collections.cnf.ebpf.plugins.module_utils._locks import LockTimeout
-from ansible_collections.cnf.ebpf.plugins.module_utils._surface import fail_without_libbpf, with_defaults
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import LockTimeout
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import CodecError
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "path": {"type": "path", "required": True},

@@ -12,9 +12,9 @@ import re
 import sys
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _codegen, _codegen_go
-from ansible_collections.cnf.ebpf.plugins.module_utils._files import atomic_file
-from ansible_collections.cnf.ebpf.plugins.module_utils._surface import with_defaults
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning import _codegen, _codegen_go
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import with_defaults
 
 # no_log=False: "key" is a map key type, not a secret (validate-modules flags the name).
 MAP_SCHEMA_OPTIONS: dict[str, Any] = {
@@ -78,7 +78,7 @@ def _load_schemas(path: str) -> Any:
 
 def _schemas(p: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     if p.get("object"):
-        from ansible_collections.cnf.ebpf.plugins.module_utils._objects import inspect_object  # needs libbpf
+        from ansible_collections.cnf.ebpf.plugins.module_utils.resources._objects import inspect_object  # needs libbpf
 
         if not os.path.isfile(p["object"]):
             raise CodegenError(f"object: {p['object']} does not exist")

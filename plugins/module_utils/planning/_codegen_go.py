@@ -21,13 +21,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf
-from ansible_collections.cnf.ebpf.plugins.module_utils._codegen import (
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning._codegen import (
     GENERATED_BY,
     MAPS_OF_MAPS,
     CodegenMap,
     named_types,
 )
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
 
 _GO_MAP_TYPES = {
     "hash": "Hash",

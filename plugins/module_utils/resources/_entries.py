@@ -11,9 +11,11 @@ import os
 import struct
 from contextlib import AbstractContextManager
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf, _codec, _libbpf, _maps
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError, BpfMap
-from ansible_collections.cnf.ebpf.plugins.module_utils._locks import file_lock
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError, BpfMap
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _maps
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import file_lock
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf, _codec
 
 # Inner maps of map-in-map types are looked for under these roots (and the outer map's directory) by id.
 PIN_SEARCH_ROOTS = ("/sys/fs/bpf/cnf",)

@@ -21,7 +21,7 @@ import os
 import platform
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import (
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import (
     ENOTSUPP,
     BpfError,
     BtfInfoStruct,

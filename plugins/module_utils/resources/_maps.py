@@ -12,9 +12,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf, _libbpf
-from ansible_collections.cnf.ebpf.plugins.module_utils._btf_build import load_map_btf
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError, BpfMap
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._btf_build import load_map_btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError, BpfMap
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
 
 DEFAULT_PIN_ROOT = "/sys/fs/bpf/cnf"
 

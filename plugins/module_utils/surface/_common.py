@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
 
 if TYPE_CHECKING:
     from ansible.module_utils.basic import AnsibleModule

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf
-from ansible_collections.cnf.ebpf.plugins.module_utils._map_plan import map_differences
-from ansible_collections.cnf.ebpf.plugins.module_utils._maps import MapSpec, MapState
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning._map_plan import map_differences
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._maps import MapSpec, MapState
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
 
 MAP_POLICIES = ("fail", "recreate", "migrate")
 

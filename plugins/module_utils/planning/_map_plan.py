@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import MAP_FLAGS, declared_map_flags, flag_names
-from ansible_collections.cnf.ebpf.plugins.module_utils._maps import BTF_MAP_TYPES, MapSpec, MapState
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import MAP_FLAGS, declared_map_flags, flag_names
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._maps import BTF_MAP_TYPES, MapSpec, MapState
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
 
 MANAGED_MAP_TYPES = (
     "hash",

@@ -8,8 +8,8 @@ pretty-prints them and later runs can verify the layout of a pinned map against 
 
 from __future__ import annotations
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BtfWriter, Fd
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BtfWriter, Fd
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
 
 
 class _Emitter:

@@ -19,18 +19,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import (
-    _attach,
-    _btf,
-    _codec,
-    _entries,
-    _libbpf,
-    _libbpf_link,
-    _libbpf_obj,
-    _maps,
-)
-from ansible_collections.cnf.ebpf.plugins.module_utils._files import atomic_file
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf, _libbpf_link, _libbpf_obj
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _attach, _entries, _maps
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf, _codec
 
 BPFFS = "/sys/fs/bpf"
 PIN_WALK_LIMIT = 20000

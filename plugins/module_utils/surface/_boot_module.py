@@ -30,15 +30,11 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import (
-    _apps,
-    _attach_module,
-    _entries_module,
-    _program_module,
-)
-from ansible_collections.cnf.ebpf.plugins.module_utils._files import atomic_file
-from ansible_collections.cnf.ebpf.plugins.module_utils._locks import LockTimeout
-from ansible_collections.cnf.ebpf.plugins.module_utils._surface import fail_without_libbpf, with_defaults
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import LockTimeout
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _attach_module, _entries_module, _program_module
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
 
 UNIT_NAME = "cnf-ebpf-restore.service"
 ARGUMENT_SPEC: dict[str, Any] = {

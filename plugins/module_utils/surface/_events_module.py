@@ -16,11 +16,11 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _apps, _events
-from ansible_collections.cnf.ebpf.plugins.module_utils._events import EventTypeError
-from ansible_collections.cnf.ebpf.plugins.module_utils._files import atomic_file
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError, map_open
-from ansible_collections.cnf.ebpf.plugins.module_utils._surface import fail_without_libbpf, with_defaults
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError, map_open
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _events
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._events import EventTypeError
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
 
 try:
     import jmespath

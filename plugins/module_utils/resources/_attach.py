@@ -31,8 +31,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf, _libbpf_link
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError, Fd
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf, _libbpf_link
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError, Fd
 
 try:
     from pyroute2 import IPRoute

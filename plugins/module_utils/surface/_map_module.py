@@ -9,9 +9,11 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _libbpf, _map_plan, _maps
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError
-from ansible_collections.cnf.ebpf.plugins.module_utils._surface import fail_without_libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning import _map_plan
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _maps
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf
 
 # no_log=False: "key" here is a map key type, not a secret (validate-modules flags the name).
 _TYPE_ARG = {"type": "raw", "no_log": False}

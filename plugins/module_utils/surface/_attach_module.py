@@ -19,10 +19,10 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _apps, _attach
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError, Fd
-from ansible_collections.cnf.ebpf.plugins.module_utils._locks import LockTimeout
-from ansible_collections.cnf.ebpf.plugins.module_utils._surface import fail_without_libbpf, with_defaults
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError, Fd
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _attach
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import LockTimeout
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
 
 KINDS = _attach.KINDS
 ARGUMENT_SPEC: dict[str, Any] = {

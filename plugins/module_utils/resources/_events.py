@@ -13,9 +13,10 @@ import errno
 import time
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils import _btf, _codec, _libbpf
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf import BpfError, BpfMap
-from ansible_collections.cnf.ebpf.plugins.module_utils._libbpf_events import EventReader
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError, BpfMap
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf_events import EventReader
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf, _codec
 
 EVENT_MAP_TYPES = ("ringbuf", "perf_event_array")
 # Longest single wait inside a capture; the deadline is checked between waits.

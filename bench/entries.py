@@ -58,6 +58,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _maps
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface._entries_module import reconcile
 from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import compile_codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_spec import MapSpec
 
 REPO = Path(__file__).resolve().parents[1]
 COLLECTIONS = REPO / ".build" / "collections"
@@ -136,8 +137,8 @@ class Bench:
         self.value_t = _btf.type_from_schema(FLOW_STATS, path="value")
         self._count = 0
 
-    def spec(self, n: int, path: str = "") -> _maps.MapSpec:
-        return _maps.MapSpec(
+    def spec(self, n: int, path: str = "") -> MapSpec:
+        return MapSpec(
             path=path or f"{self.pin_dir}/unpinned",
             type="hash",
             name="bench",

@@ -9,6 +9,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import Bpf
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _maps
 from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import Codec, compile_codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_spec import MapSpec
 
 FLOW_KEY = {
     "name": "flow_key",
@@ -31,7 +32,7 @@ def create_flow_map(path: str, n: int, bytes_of: Callable[[int], int]) -> tuple[
     """A pinned flow map of n flows (flow i: src_ip i, i packets, bytes_of(i) bytes); the caller closes the map."""
     key_t = _btf.type_from_schema(FLOW_KEY, path="key")
     value_t = _btf.type_from_schema(FLOW_STATS, path="value")
-    spec = _maps.MapSpec(
+    spec = MapSpec(
         path=path,
         type="hash",
         name="bench",

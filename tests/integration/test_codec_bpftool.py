@@ -17,6 +17,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _maps
 from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import PerCpuCodec, compile_codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_spec import MapSpec
 
 from .conftest import bpftool, compile_bpf
 
@@ -89,7 +90,7 @@ def as_bpftool_prints(value: Any, t: _btf.BtfType, bits: int = 0) -> Any:
 
 def _make_map(pin: Path, map_type: str, value_type: _btf.BtfType) -> _libbpf.BpfMap:
     u32 = _btf.type_from_schema("u32", path="key")
-    spec = _maps.MapSpec(
+    spec = MapSpec(
         path=str(pin),
         type=map_type,
         name=pin.name[:15],
@@ -159,7 +160,7 @@ def test_classic_packed_flow_key_round_trips_exactly(clang_btf: _btf.Btf, pin_di
     assert raw == bytes([10, 0, 0, 1, 192, 168, 7, 42, 0x01, 0xBB, 0xC7, 0x38, 6])
     assert len(raw) == 13
     assert codec.decode(raw) == key
-    spec = _maps.MapSpec(
+    spec = MapSpec(
         path=str(pin_dir / "flows"),
         type="hash",
         name="flows",

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _abi
 
 from .conftest import run_module
 from .netns import VethPair, entered
@@ -124,7 +125,7 @@ def test_every_map_type_is_listed_and_no_type_fails_contents(world: dict[str, An
             subprocess.run(["bpftool", "-j", "map", "show", "pinned", path], capture_output=True, check=True).stdout
         )
         got = listed[path]
-        assert got["type"] == want and got["type_id"] == _libbpf.MAP_TYPES[want], got
+        assert got["type"] == want and got["type_id"] == _abi.MAP_TYPES[want], got
         assert (got["id"], got["key_size"], got["value_size"], got["max_entries"]) == (
             shown["id"],
             shown["bytes_key"],
@@ -132,7 +133,7 @@ def test_every_map_type_is_listed_and_no_type_fails_contents(world: dict[str, An
             shown["max_entries"],
         ), (name, got, shown)
         assert got["name"] == shown["name"] and isinstance(got["memlock"], int) and got["memlock"] > 0
-        assert got["flags"] == _libbpf.flag_names(shown["flags"]) and {"map_extra", "btf_id"} <= set(got)
+        assert got["flags"] == _abi.flag_names(shown["flags"]) and {"map_extra", "btf_id"} <= set(got)
         result = bpf["contents"][name]
         assert result["id"] == got["id"] and result["type"] == want, result
         if name in NOT_DATA:
@@ -144,7 +145,7 @@ def test_every_map_type_is_listed_and_no_type_fails_contents(world: dict[str, An
     assert listed[by_path["cg_store"]]["entries"] is None  # not cheap to count: no count rather than a guess
     # The kernel facts probe every map type the collection knows (None: libbpf 1.1 cannot tell, e.g. arena).
     probed = bpf["kernel"]["features"]["map_types"]
-    assert set(probed) == set(_libbpf.MAP_TYPES)
+    assert set(probed) == set(_abi.MAP_TYPES)
     assert all(probed[t] is True for t in {*OBJECT_MAPS.values(), "devmap_hash", "cgrp_storage"}), probed
     assert all(v in (True, False, None) for v in probed.values())
 

@@ -12,6 +12,7 @@ import pytest
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _abi
 
 from .conftest import bpftool, compile_bpf
 
@@ -95,7 +96,7 @@ def test_percpu_values_have_an_eight_byte_stride_per_possible_cpu() -> None:
 
 
 def test_lpm_trie_longest_prefix_lookup() -> None:
-    with _libbpf.map_create("lpm_trie", "l", 8, 4, 8, label="l", flags=_libbpf.MAP_FLAGS["no_prealloc"]) as m:
+    with _libbpf.map_create("lpm_trie", "l", 8, 4, 8, label="l", flags=_abi.MAP_FLAGS["no_prealloc"]) as m:
         m.update_many([(u32(8) + bytes([10, 0, 0, 0]), u32(8)), (u32(24) + bytes([10, 1, 2, 0]), u32(24))])
         assert m.lookup(u32(32) + bytes([10, 1, 2, 3])) == u32(24)
         assert m.lookup(u32(32) + bytes([10, 9, 9, 9])) == u32(8)

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import MAP_FLAGS
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning._map_plan import (
     SpecError,
     build_map_spec,
@@ -15,8 +14,9 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.planning._map_plan import
     map_differences,
     plan_map,
 )
-from ansible_collections.cnf.ebpf.plugins.module_utils.resources._maps import MapSpec, MapState
 from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._abi import MAP_FLAGS
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_spec import MapSpec, MapState
 
 PAGE = 4096
 

@@ -13,8 +13,8 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.planning._program_plan im
     decide_map,
     reload_reasons,
 )
-from ansible_collections.cnf.ebpf.plugins.module_utils.resources._maps import MapSpec, MapState
 from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_spec import MapSpec, MapState
 
 V1 = _btf.type_from_schema(
     {

@@ -25,14 +25,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import (
-    MAP_TYPE_NAMES,
-    PROG_TYPE_NAMES,
     BpfError,
     Fd,
     ProgInfoStruct,
     declare,
     prog_info,
 )
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._abi import MAP_TYPE_NAMES, PROG_TYPE_NAMES
 
 # Large enough for the level-1 log of a rejected program of realistic size. Kernels >= 6.4 keep the tail of a
 # log that does not fit (and the verifier's error line is at the end), older ones keep the head.

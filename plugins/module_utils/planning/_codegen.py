@@ -18,17 +18,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import (
-    MAP_IN_MAP_TYPES,
-    PERCPU_MAP_TYPES,
-    flag_names,
-)
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning._map_plan import (
     MANAGED_MAP_TYPES,
     SpecError,
     build_map_spec,
 )
 from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._abi import MAP_IN_MAP_TYPES, PERCPU_MAP_TYPES, flag_names
 
 GENERATED_BY = "cnf.ebpf.bpf_codegen"
 # The layout of the generated C is checked with this clang-format style (kernel-like: tabs, Linux braces).

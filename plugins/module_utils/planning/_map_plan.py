@@ -12,9 +12,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import MAP_FLAGS, declared_map_flags, flag_names
-from ansible_collections.cnf.ebpf.plugins.module_utils.resources._maps import BTF_MAP_TYPES, MapSpec, MapState
 from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._abi import (
+    BTF_MAP_TYPES,
+    MAP_FLAGS,
+    declared_map_flags,
+    flag_names,
+)
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_spec import MapSpec, MapState
+
+# The flags a declared map may carry (bpf_map's choices).
+MAP_FLAG_NAMES = tuple(MAP_FLAGS)
 
 MANAGED_MAP_TYPES = (
     "hash",

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning._map_plan import map_differences
-from ansible_collections.cnf.ebpf.plugins.module_utils.resources._maps import MapSpec, MapState
 from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_spec import MapSpec, MapState
 
 MAP_POLICIES = ("fail", "recreate", "migrate")
 
@@ -63,6 +63,22 @@ def reload_reasons(state: dict[str, Any] | None, desired: Desired, live_prog_ids
         elif recorded != live_id:
             reasons.append(f"program {prog}: pinned id {live_id} is not the deployed id {recorded}")
     return reasons
+
+
+def declared_map(m: Any, path: str, max_entries: int) -> MapSpec:
+    """The map an object declares (a `resources._objects.MapSpecInObject`), as pinned at `path` with `max_entries`
+    (the object's own unless map_sizes says otherwise)."""
+    return MapSpec(
+        path=path,
+        type=m.type,
+        name=m.name,
+        key_size=m.key_size,
+        value_size=m.value_size,
+        max_entries=max_entries,
+        flags=m.flags,
+        key_type=m.key_type,
+        value_type=m.value_type,
+    )
 
 
 @dataclass

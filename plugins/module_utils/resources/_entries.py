@@ -15,7 +15,8 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError, BpfMap
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _maps
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import file_lock
-from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf, _codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _abi, _btf, _codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_spec import MapSpec
 
 # Inner maps of map-in-map types are looked for under these roots (and the outer map's directory) by id.
 PIN_SEARCH_ROOTS = ("/sys/fs/bpf/cnf",)
@@ -165,6 +166,17 @@ DEVICE_KINDS = frozenset({"devmap", "devmap_hash", "cpumap"})
 EVENT_KINDS = frozenset({"ringbuf", "perf_event_array"})
 
 
+def entry_encoders(spec: MapSpec, ncpus: int) -> tuple[_codec.Codec, _codec.Codec | _codec.PerCpuCodec, bool]:
+    """Encoders of the keys and values of a map to be written from decoded entries (a per-CPU value as one value per
+    CPU), and whether its values are per-CPU. Raises `CodecError` for entries that do not fit the types."""
+    key_codec = _codec.compile_codec(spec.key_type, root="key")
+    value_codec: _codec.Codec | _codec.PerCpuCodec = _codec.compile_codec(spec.value_type, root="value")
+    per_cpu = spec.type in _abi.PERCPU_MAP_TYPES
+    if per_cpu:
+        value_codec = _codec.PerCpuCodec(value_codec, ncpus)
+    return key_codec, value_codec, per_cpu
+
+
 class EntryMap:
     """A pinned map with the codecs for its keys and values, compiled once from its BTF (or declared schemas).
 
@@ -253,7 +265,7 @@ class EntryMap:
             self.value_codec = _codec.hexdump_codec(info["value_size"], root="value")
         else:
             self.value_codec = _codec.compile_codec(self.value_type, value_formats, root="value")
-        self.per_cpu = self.bpf_map.ncpus if self.type in _libbpf.PERCPU_MAP_TYPES else 0
+        self.per_cpu = self.bpf_map.ncpus if self.type in _abi.PERCPU_MAP_TYPES else 0
         if self.per_cpu and self.value_codec is not None:
             self.value_codec = _codec.PerCpuCodec(self.value_codec, self.per_cpu)
         self.zero_value = bytes(self.bpf_map.value_bytes)

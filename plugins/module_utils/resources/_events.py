@@ -87,6 +87,11 @@ def decode_events(codec: _codec.Codec | None, samples: list[bytes]) -> tuple[lis
     return [decode(s) if len(s) >= size else s.hex() for s in samples], sum(1 for s in samples if len(s) < size)
 
 
+def open_drop_counter(path: str) -> BpfMap:
+    """The pinned map in which a program counts the events it could not reserve in its ring buffer (element 0)."""
+    return _libbpf.map_open(path)
+
+
 def read_counter(bpf_map: BpfMap) -> int:
     """Element 0 (a key of zero bytes) of a counter map as an unsigned integer, summed over CPUs for per-CPU maps;
     0 when the element does not exist."""

@@ -23,7 +23,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf, _l
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _attach, _entries, _maps
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
-from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf, _codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _abi, _btf, _codec
 
 BPFFS = "/sys/fs/bpf"
 PIN_WALK_LIMIT = 20000
@@ -61,7 +61,7 @@ def _probe_batch() -> bool:
 
 # How to create a map of each type libbpf 1.1 cannot probe: (key_size, value_size, max_entries, flags).
 _PROBE_BY_CREATION: dict[str, tuple[int, int, int, int]] = {
-    "arena": (0, 0, 1, _libbpf.MAP_FLAGS["mmapable"]),  # one page of memory
+    "arena": (0, 0, 1, _abi.MAP_FLAGS["mmapable"]),  # one page of memory
 }
 
 
@@ -98,7 +98,7 @@ def kernel_facts() -> dict[str, Any]:
         "unprivileged_bpf_disabled": _read("/proc/sys/kernel/unprivileged_bpf_disabled"),
         "possible_cpus": _libbpf.num_possible_cpus(),
         "features": {
-            "map_types": {t: _probe_map_type(t) for t in _libbpf.MAP_TYPES},
+            "map_types": {t: _probe_map_type(t) for t in _abi.MAP_TYPES},
             "batch_map_ops": _probe_batch(),
             "tcx": _libbpf_link.probe_tcx(),
             # XDP bpf_links exist since 5.9; there is no cheap probe short of attaching, so read the release.
@@ -502,7 +502,7 @@ class _KernelView:
         self.bpf_map = bpf_map
         self.map_id: int = bpf_map.info["id"]
         self.type: str = bpf_map.type
-        self.per_cpu = bpf_map.ncpus if self.type in _libbpf.PERCPU_MAP_TYPES else 0
+        self.per_cpu = bpf_map.ncpus if self.type in _abi.PERCPU_MAP_TYPES else 0
         self.key_type: Any = key_type
         self.value_type: Any = None
         self.key_codec = key_codec
@@ -600,7 +600,7 @@ def _kernel_view(bpf_map: _libbpf.BpfMap, spec: dict[str, Any], label: str) -> _
         # Instruction addresses, innermost first (the unused tail is zero); build ids stay hex.
         count = bpf_map.value_size // 8
         frames = struct.Struct(f"={count}Q")
-        build_ids = bool(bpf_map.info["flags"] & _libbpf.MAP_FLAGS["stack_build_id"])
+        build_ids = bool(bpf_map.info["flags"] & _abi.MAP_FLAGS["stack_build_id"])
 
         def decode_stack(raw: bytes) -> Any:
             return [f"{ip:#x}" for ip in frames.unpack_from(raw) if ip]
@@ -645,7 +645,7 @@ def _not_data(label: str, bpf_map: _libbpf.BpfMap, spec: dict[str, Any]) -> dict
                 note=f"{why}, and it refuses user-space lookups on them, so not even the occupied slots can be counted",
             )
         return dict(base, count=count, note=f"{why}: only its occupied slots are counted")
-    if map_type not in _libbpf.MAP_TYPES:
+    if map_type not in _abi.MAP_TYPES:
         return dict(base, count=None, error=f"{label} is a map of type {map_type}, which this collection does not know")
     return None
 

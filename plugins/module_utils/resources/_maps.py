@@ -1,56 +1,23 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Resources layer: pinned maps on bpffs (read their state, create and pin, unpin).
+"""Pinned maps on bpffs: read their state, create and pin, unpin.
 
-`MapSpec` is what a playbook wants, `MapState` what the kernel has; `_map_plan` compares the two without I/O.
+Reads a pinned map into a `types._map_spec.MapState` and creates one from a `MapSpec`.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
-from typing import Any
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._btf_build import load_map_btf
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError, BpfMap
-from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _abi, _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._abi import BTF_MAP_TYPES
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_spec import MapSpec, MapState
 
 DEFAULT_PIN_ROOT = "/sys/fs/bpf/cnf"
-
-# Map types whose key/value BTF the kernel accepts at creation (others refuse with EINVAL/ENOTSUPP: queue, stack,
-# ringbuf, perf_event_array and the map-in-map types, checked on 6.1 and 6.18).
-BTF_MAP_TYPES = frozenset({"hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "array", "percpu_array", "lpm_trie"})
-
-
-@dataclass
-class MapSpec:
-    """A map as declared: everything needed to create it, and to tell whether a pinned one matches."""
-
-    path: str
-    type: str
-    name: str
-    key_size: int
-    value_size: int
-    max_entries: int
-    flags: int = 0
-    key_type: _btf.BtfType | None = None
-    value_type: _btf.BtfType | None = None
-    numa_node: int | None = None
-    inner: MapSpec | None = None
-    inner_path: str | None = None
-
-
-@dataclass
-class MapState:
-    """A pinned map as the kernel reports it, with its key/value types when it carries BTF."""
-
-    path: str
-    info: dict[str, Any]
-    key_type: _btf.BtfType | None = None
-    value_type: _btf.BtfType | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def mount_fstype(path: str) -> tuple[str, str]:
@@ -122,7 +89,7 @@ def create_map(spec: MapSpec) -> BpfMap:
             inner_map = _libbpf.map_open(spec.inner_path)
         elif spec.inner is not None:
             inner_map = create_map(spec.inner)
-        flags = spec.flags | (_libbpf.MAP_FLAGS["numa_node"] if spec.numa_node is not None else 0)
+        flags = spec.flags | (_abi.MAP_FLAGS["numa_node"] if spec.numa_node is not None else 0)
         return _libbpf.map_create(
             spec.type,
             spec.name,

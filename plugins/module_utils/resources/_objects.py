@@ -31,6 +31,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError, Fd
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf_obj import BpfObject, MapHandle, prog_map_ids
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _abi
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import Btf, BtfType, Datasec, Var, type_name
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import CodecError, compile_codec
 
@@ -794,8 +795,8 @@ def _check_reusable(name: str, pin: str, have: _libbpf.BpfMap, want: MapSpecInOb
         ("value_size", have.info["value_size"], want.value_size),
         (
             "flags",
-            _libbpf.declared_map_flags(have.info["type"], have.info["flags"]),
-            _libbpf.declared_map_flags(want.type, want.flags),
+            _abi.declared_map_flags(have.info["type"], have.info["flags"]),
+            _abi.declared_map_flags(want.type, want.flags),
         ),
     ):
         if theirs != ours:

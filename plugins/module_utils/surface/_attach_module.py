@@ -19,8 +19,8 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError, Fd
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _attach
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BpfError, Fd
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import LockTimeout
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
 

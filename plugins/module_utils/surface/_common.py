@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _host
 
 if TYPE_CHECKING:
     from ansible.module_utils.basic import AnsibleModule
@@ -16,9 +16,9 @@ def fail_without_libbpf(module: AnsibleModule) -> None:
     # Imported here: with_defaults also serves the command line (tools/cnf-ebpf-codegen), which runs without ansible.
     from ansible.module_utils.basic import missing_required_lib
 
-    ok, error = _libbpf.libbpf_available()
+    ok, error = _host.libbpf_available()
     if not ok:
-        module.fail_json(msg=missing_required_lib(_libbpf.LIBBPF_PACKAGE_HINT), exception=error)
+        module.fail_json(msg=missing_required_lib(_host.LIBBPF_PACKAGE_HINT), exception=error)
 
 
 def with_defaults(argument_spec: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

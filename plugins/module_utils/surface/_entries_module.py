@@ -20,7 +20,6 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning import _entries_plan
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning._entries_plan import STATES, Change, ValueOps, WantEntry
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps
@@ -32,9 +31,9 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.resources._entries import
     EntryMap,
 )
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BpfError, CodecError
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import LockTimeout
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
-from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import CodecError
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "path": {"type": "path", "required": True},

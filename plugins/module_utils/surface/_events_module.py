@@ -16,10 +16,10 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError, map_open
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _events
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._events import EventTypeError
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BpfError
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
 
 try:
@@ -118,7 +118,7 @@ def capture(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
         drops = None
         if p["drops_map"]:
             if event_map.type == "ringbuf":
-                drops = map_open(_pin("drops_map", p["drops_map"], p["pin_root"]))
+                drops = _events.open_drop_counter(_pin("drops_map", p["drops_map"], p["pin_root"]))
             else:
                 warnings.append("drops_map: ignored for perf_event_array maps; the kernel reports their losses")
         try:

@@ -10,10 +10,9 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _attach, _facts
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BpfError, CodecError
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
-from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import CodecError
 
 try:
     import jmespath

@@ -9,10 +9,8 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning import _map_plan
-from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _maps
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _host, _maps
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf
 
 # no_log=False: "key" here is a map key type, not a secret (validate-modules flags the name).
@@ -27,7 +25,7 @@ INNER_MAP_OPTIONS: dict[str, Any] = {
     "value": _TYPE_ARG,
     "value_size": {"type": "int"},
     "max_entries": {"type": "int"},
-    "flags": {"type": "list", "elements": "str", "choices": list(_libbpf.MAP_FLAGS)},
+    "flags": {"type": "list", "elements": "str", "choices": list(_map_plan.MAP_FLAG_NAMES)},
 }
 
 ARGUMENT_SPEC: dict[str, Any] = {
@@ -40,7 +38,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "value": _TYPE_ARG,
     "value_size": {"type": "int"},
     "max_entries": {"type": "int"},
-    "flags": {"type": "list", "elements": "str", "default": [], "choices": list(_libbpf.MAP_FLAGS)},
+    "flags": {"type": "list", "elements": "str", "default": [], "choices": list(_map_plan.MAP_FLAG_NAMES)},
     "numa_node": {"type": "int"},
     "inner_map": {"type": "dict", "options": INNER_MAP_OPTIONS},
     "on_mismatch": {"type": "str", "default": "fail", "choices": ["fail", "recreate"]},
@@ -80,7 +78,7 @@ def _ensure_present(module: AnsibleModule, result: dict[str, Any]) -> None:
     if error:
         module.fail_json(msg=error, **result)
     spec = _map_plan.build_map_spec(
-        params, page_size=os.sysconf("SC_PAGE_SIZE"), possible_cpus=_libbpf.num_possible_cpus()
+        params, page_size=os.sysconf("SC_PAGE_SIZE"), possible_cpus=_host.num_possible_cpus()
     )
     state = _maps.read_pinned_map(path)
     plan = _map_plan.plan_map(spec, state, params["on_mismatch"])
@@ -121,5 +119,5 @@ def run(module: AnsibleModule) -> None:
             _ensure_present(module, result)
     except ValueError as exc:  # SpecError, BtfError and CodecError are ValueErrors naming the field
         module.fail_json(msg=str(exc), **result)
-    except BpfError as exc:
+    except _host.BpfError as exc:
         module.fail_json(msg=str(exc), errno=exc.errno_name, **result)

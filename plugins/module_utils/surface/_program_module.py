@@ -22,8 +22,6 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbcc import BccMissing
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import PERCPU_MAP_TYPES, BpfError
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning._program_plan import (
     MAP_POLICIES,
     Conversion,
@@ -33,13 +31,14 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.planning._program_plan im
     convert_by_name,
     convert_per_cpu,
     decide_map,
+    declared_map,
     reload_reasons,
 )
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _bcc, _entries, _maps, _objects
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BccMissing, BpfError, CodecError
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import LockTimeout
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _attach_module
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
-from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import CodecError, PerCpuCodec, compile_codec
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "name": {"type": "str", "required": True},
@@ -93,17 +92,8 @@ def _get_object(p: dict[str, Any], scratch: str | None) -> tuple[str, dict[str, 
 
 
 def _map_spec(layout: _apps.AppLayout, m: Any, shared: set[str], map_sizes: dict[str, int]) -> _maps.MapSpec:
-    return _maps.MapSpec(
-        path=layout.map_pin(m.name, shared=m.name in shared),
-        type=m.type,
-        name=m.name,
-        key_size=m.key_size,
-        value_size=m.value_size,
-        max_entries=int(map_sizes.get(m.name, m.max_entries)),
-        flags=m.flags,
-        key_type=m.key_type,
-        value_type=m.value_type,
-    )
+    path = layout.map_pin(m.name, shared=m.name in shared)
+    return declared_map(m, path, int(map_sizes.get(m.name, m.max_entries)))
 
 
 def _live_prog_ids(layout: _apps.AppLayout, names: list[str]) -> dict[str, int | None]:
@@ -119,11 +109,7 @@ def _migrate(decision: MapDecision, old: _maps.MapState, new_map: Any, new_spec:
     with _entries.EntryMap(decision.pin) as old_map:
         raw = old_map.read()
         decode_key, decode_value = old_map.decode_key, old_map.decode_value
-    key_codec = compile_codec(new_spec.key_type, root="key")
-    value_codec: Any = compile_codec(new_spec.value_type, root="value")
-    per_cpu = new_spec.type in PERCPU_MAP_TYPES
-    if per_cpu:
-        value_codec = PerCpuCodec(value_codec, new_map.ncpus)
+    key_codec, value_codec, per_cpu = _entries.entry_encoders(new_spec, new_map.ncpus)
     keys_report, values_report = Conversion(), Conversion()
     pairs = []
     try:

@@ -53,10 +53,10 @@ from typing import Any
 import yaml
 from flows import FLOW_KEY, FLOW_STATS
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfMap
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._bpf_map import BpfMap
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _maps
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface._entries_module import reconcile
-from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _schema
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import compile_codec
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_spec import MapSpec
 
@@ -133,8 +133,8 @@ class Bench:
     def __init__(self, pin_dir: str, work: Path) -> None:
         self.pin_dir = pin_dir
         self.work = work
-        self.key_t = _btf.type_from_schema(FLOW_KEY, path="key")
-        self.value_t = _btf.type_from_schema(FLOW_STATS, path="value")
+        self.key_t = _schema.type_from_schema(FLOW_KEY, path="key")
+        self.value_t = _schema.type_from_schema(FLOW_STATS, path="value")
         self._count = 0
 
     def spec(self, n: int, path: str = "") -> MapSpec:
@@ -177,7 +177,7 @@ def timed(func: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def map_len(path: str) -> int:
-    from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import map_open
+    from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._bpf_map import map_open
 
     with map_open(path) as m:
         return sum(1 for _i in m.items())
@@ -353,7 +353,7 @@ def bpftool_batch(b: Bench, data: Data, budget: float) -> dict[str, Measured]:
             how = f"{pilot} timed, x{n // pilot} extrapolated"
             out["a"] = Measured(estimate, n, how)
             # Fill the rest with the kernel layer so (c) and (d) run against a full map.
-            with _maps._libbpf.map_open(path) as m:
+            with _maps._bpf_map.map_open(path) as m:
                 m.update_many(data.pairs[pilot:])
             f = write_batch(
                 b.work / "pilot.batch",

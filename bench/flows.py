@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfMap
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._bpf_map import BpfMap
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _maps
-from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _schema
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import Codec, compile_codec
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_spec import MapSpec
 
@@ -30,8 +30,8 @@ FLOW_STATS = {
 
 def create_flow_map(path: str, n: int, bytes_of: Callable[[int], int]) -> tuple[BpfMap, Codec, Codec]:
     """A pinned flow map of n flows (flow i: src_ip i, i packets, bytes_of(i) bytes); the caller closes the map."""
-    key_t = _btf.type_from_schema(FLOW_KEY, path="key")
-    value_t = _btf.type_from_schema(FLOW_STATS, path="value")
+    key_t = _schema.type_from_schema(FLOW_KEY, path="key")
+    value_t = _schema.type_from_schema(FLOW_STATS, path="value")
     spec = MapSpec(
         path=path,
         type="hash",

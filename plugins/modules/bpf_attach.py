@@ -51,6 +51,10 @@ requirements:
   - libbpf 1.x (C(libbpf.so.1)) and pyroute2 on the managed host.
   - Root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON for tracing hooks), bpffs mounted at C(/sys/fs/bpf).
   - pyroute2 is needed for XDP, tc and cgroup hooks only.
+extends_documentation_fragment:
+  - cnf.ebpf.application.pin_root
+  - cnf.ebpf.application.state_dir
+  - cnf.ebpf.application.lock_timeout
 attributes:
   check_mode:
     support: full
@@ -128,18 +132,6 @@ options:
     type: str
     default: fail
     choices: [fail, replace]
-  pin_root:
-    description: bpffs directory holding the applications.
-    type: path
-    default: /sys/fs/bpf/cnf
-  state_dir:
-    description: Directory of the applications' state files.
-    type: path
-    default: /var/lib/cnf-ebpf
-  lock_timeout:
-    description: Seconds to wait for another run on the same application.
-    type: int
-    default: 60
 seealso:
   - module: cnf.ebpf.bpf_program
 """

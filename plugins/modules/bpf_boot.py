@@ -24,6 +24,9 @@ author:
   - cnf.ebpf contributors (@cnf-ebpf)
 requirements:
   - libbpf 1.1 or newer (libbpf.so.1) and systemd on the managed host
+extends_documentation_fragment:
+  - cnf.ebpf.application.state_dir
+  - cnf.ebpf.application.lock_timeout
 options:
   name:
     description: The application (the O(cnf.ebpf.bpf_program#module:name) it was deployed with).
@@ -34,10 +37,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  state_dir:
-    description: State directory of the applications.
-    type: path
-    default: /var/lib/cnf-ebpf
   runtime_dir:
     description: Where the runtime zip and the restore script go (default O(state_dir)/runtime).
     type: path
@@ -52,10 +51,6 @@ options:
   python:
     description: Interpreter of the unit (default the one running this module, which has the modules' libraries).
     type: path
-  lock_timeout:
-    description: Seconds to wait for another run on the same application to finish.
-    type: int
-    default: 60
 notes:
   - The latest run of each task is what gets restored; parameters are recorded by bpf_program and bpf_attach on
     every run, entries only with O(cnf.ebpf.bpf_map_entries#module:persist=true).

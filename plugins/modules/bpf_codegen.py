@@ -29,6 +29,8 @@ author:
 requirements:
   - With O(object), libbpf 1.x (C(libbpf.so.1)) where the module runs.
   - To build the Go output, Go 1.18 or later and C(github.com/cilium/ebpf) 0.9 or later.
+extends_documentation_fragment:
+  - cnf.ebpf.encoding.type_schemas
 attributes:
   check_mode:
     support: full
@@ -40,9 +42,9 @@ options:
   maps:
     description:
       - The map schemas, each a map declaration as M(cnf.ebpf.bpf_map) takes it, plus O(maps[].name).
-      - Types (O(maps[].key), O(maps[].value), O(maps[].event_type)) are C scalar names or struct, union and enum
-        schemas, see C(docs/schemas.md). Anonymous top-level structs are named C(<map>_key), C(<map>_value) and
-        C(<map>_event); anonymous types of named fields C(<parent>_<field>).
+      - Types (O(maps[].key), O(maps[].value), O(maps[].event_type)) are type schemas (see the notes). Anonymous
+        top-level structs are named C(<map>_key), C(<map>_value) and C(<map>_event); anonymous types of named fields
+        C(<parent>_<field>).
     type: list
     elements: dict
     suboptions:

@@ -25,6 +25,9 @@ requirements:
   - libbpf 1.x (C(libbpf.so.1); Debian/Ubuntu package C(libbpf1)) on the managed host.
   - Root (CAP_BPF) and bpffs mounted at C(/sys/fs/bpf).
   - jmespath on the managed host, only for O(query).
+extends_documentation_fragment:
+  - cnf.ebpf.encoding.formats
+  - cnf.ebpf.application.pin_root
 attributes:
   check_mode:
     support: full
@@ -72,13 +75,6 @@ options:
       - A pinned program whose BTF (the BTF it was loaded with) defines O(event_type); a pin path, or
         C(application/program) for a program of a M(cnf.ebpf.bpf_program) deployment.
     type: str
-  formats:
-    description:
-      - Text forms by field path, rooted at C(event) (C(event.saddr), C(event.flow.dst)), as in
-        M(cnf.ebpf.bpf_map_entries); one of C(ipv4), C(ipv6), C(ip), C(mac), C(hex), C(be). C(__be16)/C(__be32) fields
-        default to C(be) (their number in host order).
-    type: dict
-    default: {}
   query:
     description:
       - A JMESPath expression evaluated on the managed host over the list of decoded events, for example
@@ -107,12 +103,10 @@ options:
         kernel (C(bpf_perf_event_output) returns C(-ENOENT)).
     type: int
     default: 64
-  pin_root:
-    description: Where M(cnf.ebpf.bpf_program) pins applications, for the C(application/name) forms.
-    type: path
-    default: /sys/fs/bpf/cnf
 notes:
   - C(changed) is always false.
+  - The C(application/map) and C(application/program) forms of O(path), O(program) and O(drops_map) name the pins of
+    that M(cnf.ebpf.bpf_program) deployment under O(pin_root).
   - A ring buffer keeps events while nobody reads them (and the program's reservations fail once it is full); a perf
     event array keeps nothing without a reader. Start the capture before the events are emitted for perf event arrays.
 seealso:

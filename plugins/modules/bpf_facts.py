@@ -14,10 +14,10 @@ description:
   - "V(kernel): release, BTF, bpffs mounts, JIT and stats switches, and feature probes (map types, batch map
     operations, tcx, XDP links)."
   - "V(programs), V(maps), V(links): every loaded object with its kernel info, its pins, and the bpf_program
-    application it belongs to (null for objects this collection did not deploy). Maps of every type are listed with
-    their type (and C(type_id)), sizes, C(max_entries), flags, C(map_extra), BTF ids, pins and memlock, and their
-    entry count where that is cheap (arrays, hash maps up to 65536 entries, device, program and socket maps up to
-    4096 slots when the kernel answers user-space lookups on them; null otherwise)."
+    application it belongs to (told by its pins under O(pin_root); null for objects this collection did not deploy).
+    Maps of every type are listed with their type (and C(type_id)), sizes, C(max_entries), flags, C(map_extra), BTF
+    ids, pins and memlock, and their entry count where that is cheap (arrays, hash maps up to 65536 entries, device,
+    program and socket maps up to 4096 slots when the kernel answers user-space lookups on them; null otherwise)."
   - "V(attachments): XDP and tc (tcx and cls_bpf) programs per interface of the host and of the namespaces in
     O(netns), with the mode, and whether a bpf_program application deployed the program (C(managed))."
   - V(pins) lists what is pinned under C(/sys/fs/bpf) (bounded walk).
@@ -43,6 +43,10 @@ author:
 requirements:
   - libbpf 1.x (C(libbpf.so.1)) on the managed host; pyroute2 for V(attachments); jmespath for O(query).
   - Root (CAP_BPF, CAP_SYS_ADMIN).
+extends_documentation_fragment:
+  - cnf.ebpf.encoding.type_schemas
+  - cnf.ebpf.application.pin_root
+  - cnf.ebpf.application.state_dir
 attributes:
   check_mode:
     support: full
@@ -85,10 +89,10 @@ options:
             one map several ways.
         type: str
       key_type:
-        description: Key type for maps without BTF, as in M(cnf.ebpf.bpf_map_entries).
+        description: Key type for maps without BTF, a type schema (see the notes), as in M(cnf.ebpf.bpf_map_entries).
         type: raw
       value_type:
-        description: Value type for maps without BTF.
+        description: Value type for maps without BTF, a type schema like O(maps[].key_type).
         type: raw
       formats:
         description: Text formats by field path (C(key.src_ip) -> C(ipv4)), as in M(cnf.ebpf.bpf_map_entries).
@@ -137,14 +141,6 @@ options:
     type: list
     elements: str
     default: []
-  pin_root:
-    description: bpffs directory of the bpf_program applications (to tell managed objects apart).
-    type: path
-    default: /sys/fs/bpf/cnf
-  state_dir:
-    description: Where the rates state lives.
-    type: path
-    default: /var/lib/cnf-ebpf
 seealso:
   - module: cnf.ebpf.bpf_map_entries
 """

@@ -25,6 +25,7 @@ requirements:
   - Root (CAP_BPF and CAP_SYS_ADMIN) and bpffs mounted at C(/sys/fs/bpf).
 extends_documentation_fragment:
   - ansible.builtin.files
+  - cnf.ebpf.encoding.type_schemas
 attributes:
   check_mode:
     support: full
@@ -71,9 +72,8 @@ options:
     type: str
   key:
     description:
-      - Key type. Either a C scalar name (V(u32), V(__u64), V(s16), V(u128), V(bool), V(char[16]), V(u8[6]),
-        V(__be32)...) or a struct, union or enum schema, see the P(cnf.ebpf.bpf_map#module) examples and
-        C(docs/schemas.md).
+      - Key type, a type schema (see the notes), so a C scalar name (V(u32), V(__be32), V(u8[6])...) or a struct,
+        union or enum schema.
       - Array maps and array_of_maps default to V(u32). Queue, stack and ringbuf maps have no key.
       - For lpm_trie maps the key may be given as just its data (for example V(u8[4]) or V(u8[16])); it is then
         wrapped into C(struct { u32 prefixlen; <data> data; }) as the kernel requires.

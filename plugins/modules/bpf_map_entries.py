@@ -25,6 +25,11 @@ requirements:
   - libbpf 1.x (C(libbpf.so.1); Debian/Ubuntu package C(libbpf1)) on the managed host.
   - Root (CAP_BPF) and bpffs mounted at C(/sys/fs/bpf).
   - PyYAML on the managed host only to read O(src) files in YAML.
+extends_documentation_fragment:
+  - cnf.ebpf.encoding.formats
+  - cnf.ebpf.encoding.type_schemas
+  - cnf.ebpf.application.lock_timeout
+  - cnf.ebpf.application.state_dir
 attributes:
   check_mode:
     support: full
@@ -78,8 +83,8 @@ options:
     type: path
   key_type:
     description:
-      - Key type for maps without BTF, in the schema forms of M(cnf.ebpf.bpf_map). When the map has BTF and this is
-        given, the two must have the same layout.
+      - Key type for maps without BTF, a type schema (see the notes) as M(cnf.ebpf.bpf_map) takes it. When the map has
+        BTF and this is given, the two must have the same layout.
       - Without either, keys are hex strings of the key size (array indexes default to C(u32)).
     type: raw
   value_type:
@@ -87,14 +92,6 @@ options:
       - Value type for maps without BTF (queues and stacks cannot carry BTF), as O(key_type).
       - Without either, values are hex strings of the value size.
     type: raw
-  formats:
-    description:
-      - Text forms by field path, rooted at C(key) or C(value) (C(key.src_ip), C(value.addr)). One of C(ipv4),
-        C(ipv6), C(ip) (16 bytes of either family, IPv4 as IPv4-mapped C(::ffff:a.b.c.d)), C(mac), C(hex), C(be)
-        (network byte order). C(__be16)/C(__be32) fields default to C(be),
-        C(struct in_addr) to C(ipv4) and C(struct in6_addr) to C(ipv6).
-    type: dict
-    default: {}
   diff_limit:
     description: At most this many changed keys are shown in the diff; a last line tells how many more changed.
     type: int
@@ -108,10 +105,6 @@ options:
       - With O(state=gathered), also write every entry (not limited) as JSON to this file on the managed host,
         atomically. Returning a million entries through Ansible is slow; writing them to a file is not.
     type: path
-  lock_timeout:
-    description: Seconds to wait for another run on the same map to finish.
-    type: int
-    default: 60
   persist:
     description:
       - Record the declared entries in the state of the application that owns the map (a map pinned by
@@ -120,10 +113,6 @@ options:
       - Only with O(state=merged), O(state=replaced) or O(state=overridden). The latest persisted task per map wins.
     type: bool
     default: false
-  state_dir:
-    description: State directory of the applications (for O(persist)).
-    type: path
-    default: /var/lib/cnf-ebpf
 notes:
   - LRU maps work, but the kernel may evict declared entries when the map is full; the module warns.
   - Ring buffers and perf event arrays carry events, not entries; capture them with M(cnf.ebpf.bpf_events).

@@ -31,6 +31,10 @@ author:
 requirements:
   - libbpf 1.x (C(libbpf.so.1); Debian/Ubuntu package C(libbpf1)) and, for O(src), clang on the managed host.
   - Root (CAP_BPF, CAP_SYS_ADMIN), bpffs mounted at C(/sys/fs/bpf).
+extends_documentation_fragment:
+  - cnf.ebpf.application.pin_root
+  - cnf.ebpf.application.state_dir
+  - cnf.ebpf.application.lock_timeout
 attributes:
   check_mode:
     support: full
@@ -135,18 +139,6 @@ options:
     type: list
     elements: str
     default: []
-  pin_root:
-    description: bpffs directory holding the applications.
-    type: path
-    default: /sys/fs/bpf/cnf
-  state_dir:
-    description: Directory for state files (C(apps/)), the compile cache (C(cache/)) and verifier logs (C(logs/)).
-    type: path
-    default: /var/lib/cnf-ebpf
-  lock_timeout:
-    description: Seconds to wait for another run on the same application.
-    type: int
-    default: 60
 notes:
   - Verifier rejections fail the task with the verifier's own message, the last lines of its log, the number of
     instructions processed and the kernel release; the full log is saved under O(state_dir)C(/logs) and its path

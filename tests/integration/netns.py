@@ -3,7 +3,7 @@
 `VethPair` builds two named namespaces (`cnf-t-<random>-a` / `-b`), a veth pair between them with 10.200.<n>.1/24
 (side a) and 10.200.<n>.2/24 (side b), static neighbour entries (so no packet waits for ARP) and removes it all in
 `close()`. Setup uses `ip` (no pins involved); code that needs bpffs pins switches only the network namespace
-in-process (`_attach.in_netns`), because `ip netns exec` remounts /sys and hides /sys/fs/bpf.
+in-process (`_hooks.in_netns`), because `ip netns exec` remounts /sys and hides /sys/fs/bpf.
 """
 
 from __future__ import annotations

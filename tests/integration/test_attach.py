@@ -18,7 +18,7 @@ import pytest
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError
-from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _attach
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _attach, _hooks, _hooks_netdev
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._attach import Attachment, AttachSpec
 
 from .conftest import REPO, bpftool, compile_bpf
@@ -211,8 +211,8 @@ def test_pinned_link_outlives_the_process(veth: VethPair, pin_dir: Path, objs: d
     code = (
         "import sys\n"
         "from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf\n"
-        "from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _attach\n"
-        "spec = _attach.AttachSpec(kind='xdp', interface=sys.argv[1], netns=sys.argv[2], link_pin=sys.argv[3])\n"
+        "from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _attach, _hooks\n"
+        "spec = _hooks.AttachSpec(kind='xdp', interface=sys.argv[1], netns=sys.argv[2], link_pin=sys.argv[3])\n"
         "with _libbpf.obj_get(sys.argv[4]) as fd:\n"
         "    print(_attach.attach(spec, fd).link_id)\n"
     )
@@ -262,12 +262,12 @@ def clsact_present(veth: VethPair) -> bool:
 def test_tc_egress_counts_swaps_and_detaches(
     veth: VethPair, pin_dir: Path, objs: dict[str, Path], backend: str
 ) -> None:
-    if backend == "tcx" and not _attach.probe_tcx():
+    if backend == "tcx" and not _hooks_netdev.probe_tcx():
         pytest.skip("kernel without tcx")
     progs = load_all(objs["tc_count"], pin_dir, "tc")
     stats = progs / "maps" / "tc_stats"
     spec = tc_spec(veth, pin_dir, backend)
-    expect_mode = "cls_bpf" if backend == "cls_bpf" or not _attach.probe_tcx() else "tcx"
+    expect_mode = "cls_bpf" if backend == "cls_bpf" or not _hooks_netdev.probe_tcx() else "tcx"
     assert _attach.current(spec) == []
 
     with _libbpf.obj_get(str(progs / "tc_count_a")) as fd:
@@ -340,7 +340,7 @@ def test_cls_bpf_foreign_filter_is_seen_refused_replaced(veth: VethPair, pin_dir
 
 @pytest.fixture
 def cgroup() -> Iterator[Path]:
-    root = Path(_attach.cgroup2_root())
+    root = Path(_hooks.cgroup2_root())
     path = root / f"cnf-t-{uuid.uuid4().hex[:8]}"
     path.mkdir()
     try:
@@ -429,7 +429,7 @@ def test_cgroup_legacy_attachment_is_seen_replaced_detached(
 
 def test_probe_tcx_matches_the_kernel() -> None:
     major, minor = (int(x) for x in os.uname().release.split(".")[:2])
-    assert _attach.probe_tcx() is ((major, minor) >= (6, 6))
+    assert _hooks_netdev.probe_tcx() is ((major, minor) >= (6, 6))
 
 
 def test_missing_interface_and_netns_are_named(veth: VethPair) -> None:

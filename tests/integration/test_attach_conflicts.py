@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
-from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _attach
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _attach, _hooks, _hooks_netdev
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import file_lock
 
 from .conftest import application, bpftool, compile_bpf, run_module
@@ -253,7 +253,7 @@ def test_foreign_holders_are_not_deployed_by_cnf_ebpf_and_replacing_pins_our_own
         capture_output=True,
     )
     foreign_pin = pin_dir / "foreign_link"
-    spec = _attach.AttachSpec(kind="xdp", interface=veth.if_b, netns=veth.ns_b, link_pin=str(foreign_pin))
+    spec = _hooks.AttachSpec(kind="xdp", interface=veth.if_b, netns=veth.ns_b, link_pin=str(foreign_pin))
     with _libbpf.obj_get(str(obj / "xdp_drop_7777")) as fd:
         foreign = _attach.attach(spec, fd)
     assert udp_through(veth, {7777: N, 7778: N}) == {7777: 0, 7778: N}
@@ -285,7 +285,7 @@ def test_foreign_holders_are_not_deployed_by_cnf_ebpf_and_replacing_pins_our_own
 def test_a_defunct_link_is_shown_then_replaced_when_the_interface_is_back(
     app_a: dict[str, Any], veth: VethPair, kind: str, what: str
 ) -> None:
-    if kind == "tcx" and not _attach.probe_tcx():
+    if kind == "tcx" and not _hooks_netdev.probe_tcx():
         pytest.skip("kernel without tcx")
     deploy(app_a, XDP_SRC if kind == "xdp" else TC_SRC)
 

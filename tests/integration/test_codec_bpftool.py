@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _bpf_map, _btf_io
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _maps
-from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
-from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import PerCpuCodec, compile_codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf, _btf_parse, _schema
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import compile_codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_codecs import PerCpuCodec
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_spec import MapSpec
 
 from .conftest import bpftool, compile_bpf
@@ -27,9 +28,9 @@ ENTRIES = 40
 
 
 @pytest.fixture(scope="module")
-def clang_btf(tmp_path_factory: pytest.TempPathFactory) -> _btf.Btf:
+def clang_btf(tmp_path_factory: pytest.TempPathFactory) -> _btf_parse.Btf:
     obj = compile_bpf(DATA / "codec_types.c", tmp_path_factory.mktemp("obj") / "codec_types.o")
-    return _btf.Btf.from_raw(_libbpf.btf_raw_from_elf(str(obj)))
+    return _btf_parse.Btf.from_raw(_btf_io.btf_raw_from_elf(str(obj)))
 
 
 def _is_char_array(t: _btf.BtfType) -> bool:
@@ -88,8 +89,8 @@ def as_bpftool_prints(value: Any, t: _btf.BtfType, bits: int = 0) -> Any:
     return value
 
 
-def _make_map(pin: Path, map_type: str, value_type: _btf.BtfType) -> _libbpf.BpfMap:
-    u32 = _btf.type_from_schema("u32", path="key")
+def _make_map(pin: Path, map_type: str, value_type: _btf.BtfType) -> _bpf_map.BpfMap:
+    u32 = _schema.type_from_schema("u32", path="key")
     spec = MapSpec(
         path=str(pin),
         type=map_type,
@@ -107,10 +108,10 @@ def _make_map(pin: Path, map_type: str, value_type: _btf.BtfType) -> _libbpf.Bpf
 
 
 @pytest.mark.parametrize("struct_name", STRUCTS)
-def test_codec_matches_bpftool_field_for_field(clang_btf: _btf.Btf, pin_dir: Path, struct_name: str) -> None:
+def test_codec_matches_bpftool_field_for_field(clang_btf: _btf_parse.Btf, pin_dir: Path, struct_name: str) -> None:
     value_type = clang_btf.find(struct_name, "struct")
     codec = compile_codec(value_type, root="value")
-    key_codec = compile_codec(_btf.type_from_schema("u32", path="key"), root="key")
+    key_codec = compile_codec(_schema.type_from_schema("u32", path="key"), root="key")
     assert codec.size == value_type.size
     rng = random.Random(struct_name)
     written = {}
@@ -136,7 +137,7 @@ def test_codec_matches_bpftool_field_for_field(clang_btf: _btf.Btf, pin_dir: Pat
         assert codec.encode(decoded) == raw
 
 
-def test_percpu_values_match_bpftool(clang_btf: _btf.Btf, pin_dir: Path) -> None:
+def test_percpu_values_match_bpftool(clang_btf: _btf_parse.Btf, pin_dir: Path) -> None:
     value_type = clang_btf.find("padded", "struct")
     with _make_map(pin_dir / "percpu", "percpu_hash", value_type) as bpf_map:
         codec = PerCpuCodec(compile_codec(value_type, root="value"), bpf_map.ncpus)
@@ -151,7 +152,7 @@ def test_percpu_values_match_bpftool(clang_btf: _btf.Btf, pin_dir: Path) -> None
     assert decoded["sum"]["d"] == sum(v["d"] for v in shown)
 
 
-def test_classic_packed_flow_key_round_trips_exactly(clang_btf: _btf.Btf, pin_dir: Path) -> None:
+def test_classic_packed_flow_key_round_trips_exactly(clang_btf: _btf_parse.Btf, pin_dir: Path) -> None:
     key_type = clang_btf.find("flow_key", "struct")
     formats = {"key.src_ip": "ipv4", "key.dst_ip": "ipv4", "key.src_port": "be", "key.dst_port": "be"}
     codec = compile_codec(key_type, formats=formats, root="key")
@@ -168,7 +169,7 @@ def test_classic_packed_flow_key_round_trips_exactly(clang_btf: _btf.Btf, pin_di
         value_size=8,
         max_entries=4,
         key_type=key_type,
-        value_type=_btf.type_from_schema("u64"),
+        value_type=_schema.type_from_schema("u64"),
     )
     pin_dir.mkdir()
     with _maps.create_map(spec) as bpf_map:

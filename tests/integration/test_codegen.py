@@ -20,9 +20,9 @@ import yaml
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import obj_get
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf_obj import prog_test_run
-from ansible_collections.cnf.ebpf.plugins.module_utils.planning import _codegen, _codegen_go
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning import _codegen, _codegen_go, _codegen_go_types
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._objects import inspect_object
-from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf, _btf_parse, _layout_compare
 
 from .conftest import compile_bpf, run_module
 
@@ -98,7 +98,7 @@ def harness_source(layout: dict[str, Any]) -> str:
     dump = []
     copy = []
     for name in DUMPED:
-        go = _codegen_go.go_name(name)
+        go = _codegen_go_types.go_name(name)
         dump.append(
             f'\t{{\n\t\tm, err := gen.Open{go}(dir + "/{name}")\n\t\tmust(err)\n\t\tes, err := m.Entries()\n'
             f'\t\tmust(err)\n\t\tout["{name}"] = es\n\t\tm.Close()\n\t}}'
@@ -257,7 +257,7 @@ def test_header_compiles_to_the_schema_layout_and_every_map_loads(
     shutil.copy(generated["base"] / "include" / "maps.h", tmp_path / "maps.h")
     spec = inspect_object(str(compile_bpf(src, obj)))
     in_object = {m.name: m for m in spec.maps}
-    btf = _btf.Btf.from_raw(spec.btf_raw or b"")
+    btf = _btf_parse.Btf.from_raw(spec.btf_raw or b"")
     for m in generated["maps"]:
         got = in_object[m.name]
         assert got.type == m.type, m.name
@@ -269,11 +269,11 @@ def test_header_compiles_to_the_schema_layout_and_every_map_loads(
             # libbpf keeps no BTF for maps the kernel takes none for (maps of maps, queues, events)
             if want is not None and m.type not in _codegen.NO_BTF_TYPES:
                 assert have is not None, f"{m.name}.{side} has no BTF"
-                assert _btf.compare_layout(have, want, side) == [], m.name
+                assert _layout_compare.compare_layout(have, want, side) == [], m.name
         if m.event is not None:
             have_event = btf.find(m.event.name, "struct")
             assert have_event is not None
-            assert _btf.compare_layout(have_event, m.event, "event_type") == []
+            assert _layout_compare.compare_layout(have_event, m.event, "event_type") == []
         if m.inner is not None:
             assert got.inner is not None and got.inner.type == m.inner.type
             assert (got.inner.key_size, got.inner.value_size) == (m.inner.key_size, m.inner.value_size)
@@ -297,13 +297,15 @@ def test_schemas_read_back_from_the_object(generated: dict[str, Any], tmp_path: 
         assert (r.type, r.key_size, r.value_size, r.max_entries) == (m.type, m.key_size, m.value_size, m.max_entries)
         for want, have in ((m.key, r.key), (m.value, r.value)):
             if want is not None and m.type not in _codegen.NO_BTF_TYPES:
-                assert have is not None and _btf.compare_layout(have, want) == [], m.name
+                assert have is not None and _layout_compare.compare_layout(have, want) == [], m.name
         if m.inner is not None:
             assert r.inner is not None and (r.inner.type, r.inner.value_size) == (m.inner.type, m.inner.value_size)
             if m.inner.value is not None:
-                assert r.inner.value is not None and _btf.compare_layout(r.inner.value, m.inner.value) == [], m.name
+                assert (
+                    r.inner.value is not None and _layout_compare.compare_layout(r.inner.value, m.inner.value) == []
+                ), m.name
         if m.event is not None:  # from the anchor the header leaves in the object
-            assert r.event is not None and _btf.compare_layout(r.event, m.event) == [], m.name
+            assert r.event is not None and _layout_compare.compare_layout(r.event, m.event) == [], m.name
     picked = run_module("bpf_codegen", {"object": str(obj), "names": ["flows"], "schemas": str(tmp_path / "f.yml")})
     assert [s["name"] for s in picked["maps"]] == ["flows"]
     missing = run_module("bpf_codegen", {"object": str(obj), "names": ["nope"], "schemas": str(tmp_path / "n.yml")})
@@ -314,7 +316,7 @@ def test_go_structs_have_the_btf_layout(generated: dict[str, Any], tmp_path: Pat
     src = tmp_path / "codegen.c"
     src.write_text(PROG.read_text())
     shutil.copy(generated["base"] / "include" / "maps.h", tmp_path / "maps.h")
-    btf = _btf.Btf.from_raw(inspect_object(str(compile_bpf(src, tmp_path / "o.o"))).btf_raw or b"")
+    btf = _btf_parse.Btf.from_raw(inspect_object(str(compile_bpf(src, tmp_path / "o.o"))).btf_raw or b"")
     go = harness(generated, "layout")
     layout = generated["layout"]
     assert set(go) == set(layout)

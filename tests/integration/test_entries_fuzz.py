@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _bpf_map, _libbpf
 from tests.schemas import FLOW_KEY
 
 from .conftest import BPFFS, bpftool, run_module
@@ -59,7 +59,7 @@ def _reconcile() -> Any:
 
 
 def snapshot(path: str) -> list[tuple[bytes, bytes]]:
-    with _libbpf.map_open(path) as m:
+    with _bpf_map.map_open(path) as m:
         return sorted(m.items())
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _bpf_map, _libbpf
 from ansible_collections.cnf.ebpf.plugins.module_utils.types import _abi
 
 from .conftest import run_module
@@ -72,7 +72,7 @@ def world(tmp_path: Path, pin_dir: Path) -> Iterator[dict[str, Any]]:
         assert deployed.get("failed") is not True and deployed["changed"], deployed
         pin_dir.mkdir()
         for name, (map_type, key_size, value_size, max_entries) in OWN_MAPS.items():
-            with _libbpf.map_create(map_type, name, key_size, value_size, max_entries, label=name) as bpf_map:
+            with _bpf_map.map_create(map_type, name, key_size, value_size, max_entries, label=name) as bpf_map:
                 bpf_map.pin(str(pin_dir / name))
         yield {
             "app": app,
@@ -165,18 +165,18 @@ def test_device_and_program_maps_are_decoded(world: dict[str, Any]) -> None:
     assert wrote["changed"] is True, wrote
     # ns_b's veth end: the kernel resolves an ifindex in the writer's namespace, so write from inside ns_b.
     with entered(veth.ns_b):
-        with _libbpf.map_open(f"{maps}/tx_port") as devmap:
+        with _bpf_map.map_open(f"{maps}/tx_port") as devmap:
             devmap.update(struct.pack("=I", 3), struct.pack("=I", if_b))
-        with _libbpf.map_open(f"{maps}/tx_hash") as devmap_hash, _libbpf.obj_get(f"{progs}/xdp_on_egress") as egress:
+        with _bpf_map.map_open(f"{maps}/tx_hash") as devmap_hash, _libbpf.obj_get(f"{progs}/xdp_on_egress") as egress:
             devmap_hash.update(struct.pack("=I", 70), struct.pack("=Ii", if_b, egress.fd))
-    with _libbpf.map_open(f"{maps}/cpus") as cpumap, _libbpf.obj_get(f"{progs}/xdp_on_cpu") as on_cpu:
+    with _bpf_map.map_open(f"{maps}/cpus") as cpumap, _libbpf.obj_get(f"{progs}/xdp_on_cpu") as on_cpu:
         cpumap.update(struct.pack("=I", 0), struct.pack("=Ii", 256, on_cpu.fd))
-    with _libbpf.map_open(f"{maps}/jumps") as jumps, _libbpf.obj_get(f"{progs}/xdp_tail") as tail:
+    with _bpf_map.map_open(f"{maps}/jumps") as jumps, _libbpf.obj_get(f"{progs}/xdp_tail") as tail:
         jumps.update(struct.pack("=I", 1), struct.pack("=i", tail.fd))
     listener = socket.create_server(("127.0.0.1", 0))
     other = socket.create_server(("127.0.0.1", 0))
     try:
-        with _libbpf.map_open(f"{maps}/socks") as socks, _libbpf.map_open(f"{maps}/sockh") as sockh:
+        with _bpf_map.map_open(f"{maps}/socks") as socks, _bpf_map.map_open(f"{maps}/sockh") as sockh:
             socks.update(struct.pack("=I", 2), struct.pack("=Q", listener.fileno()))  # 8-byte values: sockets' fds
             sockh.update(struct.pack("=I", 9), struct.pack("=I", other.fileno()))
         bpf = facts(

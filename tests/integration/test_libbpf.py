@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _bpf_map, _btf_io, _libbpf
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError
 from ansible_collections.cnf.ebpf.plugins.module_utils.types import _abi
 
@@ -26,7 +26,7 @@ def u64(i: int) -> bytes:
 
 
 def test_batch_round_trip_in_small_chunks() -> None:
-    with _libbpf.map_create("hash", "t", 4, 8, 1000, label="t") as m:
+    with _bpf_map.map_create("hash", "t", 4, 8, 1000, label="t") as m:
         pairs = [(u32(i), u64(i * 3)) for i in range(1000)]
         assert m.update_many(pairs, chunk=97) == 1000
         assert m._batch_ok["update"] is True
@@ -38,7 +38,7 @@ def test_batch_round_trip_in_small_chunks() -> None:
 
 
 def test_array_refuses_batch_delete_and_element_delete_reports_it() -> None:
-    with _libbpf.map_create("array", "t", 4, 8, 4, label="/sys/fs/bpf/x/arr") as m:
+    with _bpf_map.map_create("array", "t", 4, 8, 4, label="/sys/fs/bpf/x/arr") as m:
         m.update_many([(u32(i), u64(i)) for i in range(4)])
         with pytest.raises(BpfError) as err:
             m.delete_many([u32(1)])
@@ -47,7 +47,7 @@ def test_array_refuses_batch_delete_and_element_delete_reports_it() -> None:
 
 
 def test_full_map_error_names_operation_object_and_capacity() -> None:
-    with _libbpf.map_create("hash", "t", 4, 4, 2, label="/sys/fs/bpf/cnf/acl/rules") as m:
+    with _bpf_map.map_create("hash", "t", 4, 4, 2, label="/sys/fs/bpf/cnf/acl/rules") as m:
         m.update(u32(1), u32(1))
         m.update(u32(2), u32(2))
         with pytest.raises(BpfError) as err:
@@ -57,25 +57,25 @@ def test_full_map_error_names_operation_object_and_capacity() -> None:
 
 
 def test_noexist_flag_and_missing_keys() -> None:
-    with _libbpf.map_create("hash", "t", 4, 4, 4, label="t") as m:
+    with _bpf_map.map_create("hash", "t", 4, 4, 4, label="t") as m:
         m.update(u32(1), u32(1))
         with pytest.raises(BpfError, match="EEXIST"):
-            m.update(u32(1), u32(2), _libbpf.UPDATE_NOEXIST)
+            m.update(u32(1), u32(2), _bpf_map.UPDATE_NOEXIST)
         with pytest.raises(BpfError, match="ENOENT"):
-            m.update(u32(9), u32(2), _libbpf.UPDATE_EXIST)
+            m.update(u32(9), u32(2), _bpf_map.UPDATE_EXIST)
         assert m.lookup(u32(9)) is None
         assert m.delete(u32(9)) is False
         assert m.lookup(u32(1)) == u32(1)
 
 
 def test_wrong_sized_key_is_refused_before_the_syscall() -> None:
-    with _libbpf.map_create("hash", "t", 4, 4, 4, label="t") as m, pytest.raises(BpfError, match="key is 2 bytes"):
+    with _bpf_map.map_create("hash", "t", 4, 4, 4, label="t") as m, pytest.raises(BpfError, match="key is 2 bytes"):
         m.lookup(b"ab")
 
 
 @pytest.mark.parametrize(("kind", "order"), [("queue", [0, 1, 2]), ("stack", [2, 1, 0])])
 def test_queue_and_stack_push_peek_pop(kind: str, order: list[int]) -> None:
-    with _libbpf.map_create(kind, "q", 0, 4, 3, label=kind) as m:
+    with _bpf_map.map_create(kind, "q", 0, 4, 3, label=kind) as m:
         m.update_many([(b"", u32(i)) for i in range(3)])
         with pytest.raises(BpfError, match="E2BIG"):
             m.update(None, u32(9))
@@ -87,7 +87,7 @@ def test_queue_and_stack_push_peek_pop(kind: str, order: list[int]) -> None:
 
 
 def test_percpu_values_have_an_eight_byte_stride_per_possible_cpu() -> None:
-    with _libbpf.map_create("percpu_array", "p", 4, 4, 2, label="p") as m:
+    with _bpf_map.map_create("percpu_array", "p", 4, 4, 2, label="p") as m:
         assert m.ncpus == _libbpf.num_possible_cpus()
         assert m.value_stride == 8 and m.value_bytes == 8 * m.ncpus
         value = b"".join(u32(c + 1) + b"\0" * 4 for c in range(m.ncpus))
@@ -96,7 +96,7 @@ def test_percpu_values_have_an_eight_byte_stride_per_possible_cpu() -> None:
 
 
 def test_lpm_trie_longest_prefix_lookup() -> None:
-    with _libbpf.map_create("lpm_trie", "l", 8, 4, 8, label="l", flags=_abi.MAP_FLAGS["no_prealloc"]) as m:
+    with _bpf_map.map_create("lpm_trie", "l", 8, 4, 8, label="l", flags=_abi.MAP_FLAGS["no_prealloc"]) as m:
         m.update_many([(u32(8) + bytes([10, 0, 0, 0]), u32(8)), (u32(24) + bytes([10, 1, 2, 0]), u32(24))])
         assert m.lookup(u32(32) + bytes([10, 1, 2, 3])) == u32(24)
         assert m.lookup(u32(32) + bytes([10, 9, 9, 9])) == u32(8)
@@ -104,8 +104,8 @@ def test_lpm_trie_longest_prefix_lookup() -> None:
 
 
 def test_map_in_map_holds_inner_maps_by_fd_and_reads_back_ids() -> None:
-    inner = _libbpf.map_create("array", "inner", 4, 8, 4, label="inner")
-    with inner, _libbpf.map_create("hash_of_maps", "outer", 4, 4, 4, label="outer", inner_map_fd=inner.fd) as outer:
+    inner = _bpf_map.map_create("array", "inner", 4, 8, 4, label="inner")
+    with inner, _bpf_map.map_create("hash_of_maps", "outer", 4, 4, 4, label="outer", inner_map_fd=inner.fd) as outer:
         outer.update(u32(7), u32(inner.fd.fd))
         assert outer.lookup(u32(7)) == u32(inner.info["id"])
 
@@ -113,10 +113,10 @@ def test_map_in_map_holds_inner_maps_by_fd_and_reads_back_ids() -> None:
 def test_pin_open_info_and_unpin(pin_dir: Path) -> None:
     pin_dir.mkdir()
     path = str(pin_dir / "m")
-    with _libbpf.map_create("hash", "pinned_map", 4, 4, 4, label=path) as m:
+    with _bpf_map.map_create("hash", "pinned_map", 4, 4, 4, label=path) as m:
         m.pin(path)
         created_id = m.info["id"]
-    with _libbpf.map_open(path) as again:
+    with _bpf_map.map_open(path) as again:
         assert again.info["id"] == created_id
         assert again.info["name"] == "pinned_map"
         assert bpftool("map", "show", "id", str(created_id))["name"] == "pinned_map"
@@ -125,16 +125,16 @@ def test_pin_open_info_and_unpin(pin_dir: Path) -> None:
             assert _libbpf.map_info(by_id)["id"] == created_id
     _libbpf.unpin(path)
     with pytest.raises(BpfError) as err:
-        _libbpf.map_open(path)
+        _bpf_map.map_open(path)
     assert str(err.value).startswith(f"open {path}: ENOENT")
 
 
 def test_fds_are_closed_deterministically() -> None:
     before = len(os.listdir("/proc/self/fd"))
     for _i in range(50):
-        with _libbpf.map_create("array", "t", 4, 4, 1, label="t") as m:
+        with _bpf_map.map_create("array", "t", 4, 4, 1, label="t") as m:
             m.update(u32(0), u32(1))
-        writer = _libbpf.BtfWriter("t")
+        writer = _btf_io.BtfWriter("t")
         writer.add_int("int", 4, signed=True)
         writer.load().close()
         writer.close()
@@ -142,7 +142,7 @@ def test_fds_are_closed_deterministically() -> None:
 
 
 def test_btf_writer_blob_loads_and_bpftool_reads_it() -> None:
-    with _libbpf.BtfWriter("t") as w:
+    with _btf_io.BtfWriter("t") as w:
         u32_id = w.add_int("unsigned int", 4)
         sid = w.add_struct("pair", 8)
         w.add_field("a", u32_id, 0)
@@ -157,7 +157,7 @@ def test_btf_writer_blob_loads_and_bpftool_reads_it() -> None:
 
 def test_create_errors_explain_the_refusal() -> None:
     with pytest.raises(BpfError) as err:
-        _libbpf.map_create("lpm_trie", "l", 8, 4, 8, label="/sys/fs/bpf/cnf/l")  # no no_prealloc
+        _bpf_map.map_create("lpm_trie", "l", 8, 4, 8, label="/sys/fs/bpf/cnf/l")  # no no_prealloc
     assert err.value.op == "create" and err.value.errno == errno.EINVAL
     assert "type=lpm_trie" in str(err.value)
 
@@ -174,4 +174,4 @@ def test_program_pins_are_told_apart_and_described(pin_dir: Path, tmp_path: Path
     assert info["id"] == shown["id"] and info["name"] == "xdp_pass"
     assert info["tag"] == shown["tag"]
     with pytest.raises(BpfError, match="is a prog, not a BPF map"):
-        _libbpf.map_open(str(pin_dir / "prog"))
+        _bpf_map.map_open(str(pin_dir / "prog"))

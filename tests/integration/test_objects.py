@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _bpf_map, _libbpf
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf_obj import prog_test_run
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._objects import (
     SHIM_DIR_NAME,
@@ -157,7 +157,7 @@ def test_load_with_constants_and_map_sizes(counter_obj: str, pin_dir: Path, tmp_
         # The constants are what the program runs with: port 53 is dropped, port 54 passes and is counted.
         assert prog_test_run(prog.fd, udp_packet(53))[0] == XDP_DROP
         assert prog_test_run(prog.fd, udp_packet(54))[0] == XDP_PASS
-        with _libbpf.map_open(f"{pin_dir}/counters") as counters:
+        with _bpf_map.map_open(f"{pin_dir}/counters") as counters:
             drops = counters.lookup(struct.pack("<I", 1))
             assert sum(struct.unpack_from("<Q", drops, i * 8)[0] for i in range(counters.ncpus)) == 1
     finally:
@@ -172,7 +172,7 @@ def test_reused_map_keeps_its_state(counter_obj: str, pin_dir: Path, tmp_path: P
         first.maps["ports"].fd.pin(f"{pin_dir}/ports")
         old_id = first.maps["ports"].info["id"]
         old_prog = first.programs["xdp_counter"].info["id"]
-    with _libbpf.map_open(f"{pin_dir}/ports") as ports:
+    with _bpf_map.map_open(f"{pin_dir}/ports") as ports:
         ports.update(struct.pack("<I", 53), struct.pack("<QQIHxx", 7, 700, 1, 17))
 
     fds = open_fds()
@@ -193,7 +193,7 @@ def test_reused_map_keeps_its_state(counter_obj: str, pin_dir: Path, tmp_path: P
         assert old_id in bpftool("prog", "show", "id", str(prog.info["id"]))["map_ids"]
         # The new program updates the old map's entry: state survived and is shared.
         assert prog_test_run(prog.fd, udp_packet(53))[0] == XDP_PASS  # constants left at 0/false
-    with _libbpf.map_open(f"{pin_dir}/ports") as ports:
+    with _bpf_map.map_open(f"{pin_dir}/ports") as ports:
         packets, _bytes, seen, proto = struct.unpack("<QQIHxx", ports.lookup(struct.pack("<I", 53)))
         assert (packets, seen, proto) == (8, 1, 17)
     assert open_fds() == fds
@@ -201,7 +201,7 @@ def test_reused_map_keeps_its_state(counter_obj: str, pin_dir: Path, tmp_path: P
 
 def test_reuse_refuses_a_map_of_another_shape(counter_obj: str, pin_dir: Path, tmp_path: Path) -> None:
     pin_dir.mkdir()
-    with _libbpf.map_create("hash", "other", 4, 8, 16, label="other") as other:
+    with _bpf_map.map_create("hash", "other", 4, 8, 16, label="other") as other:
         other.pin(f"{pin_dir}/other")
     fds = open_fds()
     with pytest.raises(ObjectParamError) as err:

@@ -8,7 +8,6 @@ import pytest
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import (
     Array,
-    Btf,
     BtfError,
     Enum,
     Int,
@@ -16,12 +15,12 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import (
     Struct,
     Typedef,
     alignof,
-    compare_layout,
     resolve,
-    to_schema,
-    type_from_schema,
     type_name,
 )
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf_parse import Btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._layout_compare import compare_layout
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._schema import to_schema, type_from_schema
 from tests.schemas import FLOW_KEY_HOST as FLOW_KEY
 
 

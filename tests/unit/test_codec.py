@@ -6,14 +6,15 @@ import struct
 
 import pytest
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import Int, Member, Struct, Typedef, type_from_schema
-from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import (
-    CodecError,
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import Int, Member, Struct, Typedef
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import compile_codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._formats import CodecError
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_codecs import (
     PerCpuCodec,
-    compile_codec,
     compile_lpm_codec,
     hexdump_codec,
 )
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._schema import type_from_schema
 from tests.schemas import FLOW_KEY_HOST as FLOW_KEY
 
 FLOW_FORMATS = {"key.src_ip": "ipv4", "key.dst_ip": "ipv4", "key.src_port": "be", "key.dst_port": "be"}

@@ -8,18 +8,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import (
-    Array,
-    BtfType,
-    Enum,
-    Int,
-    Struct,
-    compare_layout,
-    resolve,
-    to_schema,
-    type_from_schema,
-)
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import Array, BtfType, Enum, Int, Struct, resolve
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import compile_codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._layout_compare import compare_layout
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._schema import to_schema, type_from_schema
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.planning import _codegen, _codegen_go
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning import _codegen, _codegen_go, _codegen_go_types
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning._map_plan import SpecError
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface._codegen_module import cli_main
-from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _schema
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "codegen" / "corpus.yml"
 
@@ -214,7 +214,7 @@ def test_map_to_schema_round_trips() -> None:
 
 
 def test_schemas_from_object_map_records() -> None:
-    key = _btf.type_from_schema(
+    key = _schema.type_from_schema(
         {"name": "k", "packed": True, "fields": [{"name": "a", "type": "u8"}, {"name": "b", "type": "u32"}]}
     )
     records = [
@@ -222,7 +222,7 @@ def test_schemas_from_object_map_records() -> None:
             name="flows",
             type="hash",
             key_type=key,
-            value_type=_btf.type_from_schema("u64"),
+            value_type=_schema.type_from_schema("u64"),
             key_size=5,
             value_size=8,
             max_entries=16,
@@ -282,7 +282,7 @@ def test_schemas_from_object_map_records() -> None:
 
 
 def test_go_names() -> None:
-    assert [_codegen_go.go_name(n) for n in ("flow_key", "src_ip", "_x", "ipv6_addr", "9lives")] == [
+    assert [_codegen_go_types.go_name(n) for n in ("flow_key", "src_ip", "_x", "ipv6_addr", "9lives")] == [
         "FlowKey",
         "SrcIP",
         "X",

@@ -15,10 +15,11 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.planning._entries_plan im
     plan_entries,
     plan_queue,
 )
-from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
-from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import PerCpuCodec, compile_codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _schema
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import compile_codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_codecs import PerCpuCodec
 
-STATS = _btf.type_from_schema(
+STATS = _schema.type_from_schema(
     {"name": "stats", "fields": [{"name": "packets", "type": "u64"}, {"name": "bytes", "type": "u64"}]}
 )
 CODEC = compile_codec(STATS)
@@ -78,7 +79,7 @@ def test_arrays_zero_instead_of_deleting() -> None:
 
 
 def test_padding_garbage_is_not_a_change() -> None:
-    padded = _btf.type_from_schema({"fields": [{"name": "a", "type": "u8"}, {"name": "b", "type": "u32"}]})
+    padded = _schema.type_from_schema({"fields": [{"name": "a", "type": "u8"}, {"name": "b", "type": "u32"}]})
     codec = compile_codec(padded)
     ops = ValueOps(decode=codec.decode, value_type=padded)
     written_by_program = b"\x01\xff\xff\xff\x02\x00\x00\x00"  # junk in the three pad bytes
@@ -98,7 +99,7 @@ def test_duplicate_keys_are_refused_naming_both_entries() -> None:
 
 
 def test_merge_keeps_bitfield_neighbours_and_union_siblings() -> None:
-    t = _btf.type_from_schema(
+    t = _schema.type_from_schema(
         {
             "fields": [
                 {"name": "flag", "type": "u32", "bits": 1},
@@ -133,7 +134,7 @@ def test_merge_keeps_bitfield_neighbours_and_union_siblings() -> None:
 
 
 def test_given_ranges_of_nested_structs() -> None:
-    t = _btf.type_from_schema(
+    t = _schema.type_from_schema(
         {
             "fields": [
                 {"name": "a", "type": "u32"},

@@ -11,7 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import Btf, compare_layout, type_from_schema
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf_parse import Btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._layout_compare import compare_layout
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._schema import type_from_schema
 from tests.schemas import FLOW_KEY_HOST
 
 CLANG = shutil.which("clang")

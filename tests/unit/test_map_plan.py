@@ -14,7 +14,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.planning._map_plan import
     map_differences,
     plan_map,
 )
-from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf, _schema
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._abi import MAP_FLAGS
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_spec import MapSpec, MapState
 
@@ -120,7 +120,7 @@ def test_differences_are_listed_field_by_field() -> None:
         value={"fields": [{"name": "a", "type": "u64"}, {"name": "b", "type": "u32"}]},
         max_entries=8,
     )
-    have_value = _btf.type_from_schema({"fields": [{"name": "a", "type": "u32"}, {"name": "c", "type": "u32"}]})
+    have_value = _schema.type_from_schema({"fields": [{"name": "a", "type": "u32"}, {"name": "c", "type": "u32"}]})
     have = state_of(want, max_entries=16, value_size=8)
     have.value_type = have_value
     diffs = map_differences(want, have)

@@ -13,10 +13,10 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.planning._program_plan im
     decide_map,
     reload_reasons,
 )
-from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf, _schema
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_spec import MapSpec, MapState
 
-V1 = _btf.type_from_schema(
+V1 = _schema.type_from_schema(
     {
         "name": "stats",
         "fields": [
@@ -26,7 +26,7 @@ V1 = _btf.type_from_schema(
         ],
     }
 )
-V2 = _btf.type_from_schema(
+V2 = _schema.type_from_schema(
     {
         "name": "stats",
         "fields": [
@@ -36,7 +36,7 @@ V2 = _btf.type_from_schema(
         ],
     }
 )
-U32 = _btf.type_from_schema("u32", path="key")
+U32 = _schema.type_from_schema("u32", path="key")
 STATE = {"object_digest": "a" * 64, "constants": {"port": 53}, "map_sizes": {}, "programs": {"xdp_main": {"id": 10}}}
 
 
@@ -85,7 +85,7 @@ def test_maps_are_reused_only_when_the_btf_layout_matches() -> None:
     assert decide_map(spec(V1), None, "fail").action == "create"
     assert decide_map(spec(V1), state(V1), "fail").action == "reuse"
     # Same size (20 -> 24 bytes differ here, but a same-size reorder must be caught too).
-    swapped = _btf.type_from_schema(
+    swapped = _schema.type_from_schema(
         {
             "name": "stats",
             "fields": [

@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Kernel layer: bcc's Python bindings (the distribution's python3-bpfcc), found even from a virtualenv, and the few
+"""bcc's Python bindings (the distribution's python3-bpfcc), found even from a virtualenv, and the few
 libbcc calls they do not offer (the names of a compiled module's tables and functions)."""
 
 from __future__ import annotations

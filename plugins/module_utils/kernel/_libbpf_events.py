@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Kernel layer for event maps: libbpf's ring buffer and perf buffer consumers (libbpf 1.1 signatures).
+"""Event maps: libbpf's ring buffer and perf buffer consumers (libbpf 1.1 signatures).
 
 An `EventReader` polls one map and copies every sample it is handed (`ctypes.string_at`) into `samples`, a list of
 bytes; nothing is decoded here, so the callback stays as short as ctypes allows. The ctypes callback objects are kept

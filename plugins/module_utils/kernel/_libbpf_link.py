@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Kernel layer for attachments: bpf links, attachment queries and legacy BPF_PROG_ATTACH (libbpf 1.1 via ctypes),
+"""Attachments: bpf links, attachment queries and legacy BPF_PROG_ATTACH (libbpf 1.1 via ctypes),
 and the tracing hooks' plumbing: raw tracepoint and fentry/fexit links, perf events (perf_event_open through libc's
 `syscall`, since libbpf 1.1 has no public API for it) for tracepoints and kprobes, and kernel BTF names.
 

@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Kernel layer for BPF object files: libbpf's bpf_object / bpf_program / bpf_map API through ctypes.
+"""BPF object files: libbpf's bpf_object / bpf_program / bpf_map API through ctypes.
 
 `BpfObject` opens an ELF object (`bpf_object__open_file`), exposes its programs and maps as small handles with
 plain Python getters/setters, loads it (`bpf_object__load`) and hands out dup'ed `Fd`s. Pointers into libbpf's

@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Planning layer (pure): one map schema, three sides.
+"""One map schema, three sides.
 
 The map schemas `bpf_map` accepts (type, key, value, max_entries, flags, inner_map, plus `pinning` and, for
 ringbuf/perf_event_array, `event_type`) become a C header (type definitions and `SEC(".maps")` definitions) here,
@@ -23,7 +23,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.planning._map_plan import
     SpecError,
     build_map_spec,
 )
-from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf, _btf_parse, _schema
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._abi import MAP_IN_MAP_TYPES, PERCPU_MAP_TYPES, flag_names
 
 GENERATED_BY = "cnf.ebpf.bpf_codegen"
@@ -95,7 +95,7 @@ def _type_field(raw: dict[str, Any], side: str, path: str) -> _btf.BtfType | Non
     if raw.get(side) is None:
         return None
     try:
-        return _btf.type_from_schema(raw[side], path=side)
+        return _schema.type_from_schema(raw[side], path=side)
     except _btf.BtfError as exc:
         raise _nested(path, exc) from None
 
@@ -187,11 +187,11 @@ def map_to_schema(m: CodegenMap) -> dict[str, Any]:
     """The schema (as `bpf_map`/`bpf_map_entries` and this module take it) describing ``m``."""
     out: dict[str, Any] = {"name": m.name, "type": m.type}
     if m.key is not None and not (m.type in ("array", "percpu_array", "array_of_maps") and _is_u32(m.key)):
-        out["key"] = _btf.to_schema(m.key)
+        out["key"] = _schema.to_schema(m.key)
     elif m.key is None and m.key_size and m.type not in ("perf_event_array",):
         out["key_size"] = m.key_size
     if m.value is not None:
-        out["value"] = _btf.to_schema(m.value)
+        out["value"] = _schema.to_schema(m.value)
     elif m.value_size and m.type not in ("perf_event_array", *MAPS_OF_MAPS):
         out["value_size"] = m.value_size
     if m.max_entries is not None:
@@ -204,7 +204,7 @@ def map_to_schema(m: CodegenMap) -> dict[str, Any]:
         inner.pop("name", None)
         out["inner_map"] = inner
     if m.event is not None:
-        out["event_type"] = _btf.to_schema(m.event)
+        out["event_type"] = _schema.to_schema(m.event)
     if m.pinning != "none":
         out["pinning"] = m.pinning
     if m.path:
@@ -252,7 +252,7 @@ def named_types(maps: list[CodegenMap]) -> list[_btf.BtfType]:
                 else:
                     visit_members(member.type, where, r.name)
         done.add(id(r))
-        schema = _btf.to_schema(r)
+        schema = _schema.to_schema(r)
         if r.name in by_name:
             _other, other_schema, other_where = by_name[r.name]
             if other_schema != schema:
@@ -304,7 +304,7 @@ _ARRAY_DIMS = re.compile(r"^(.*?)((?:\[\d+\])+)$")
 
 
 def _c_type(schema: Any) -> tuple[str, str]:
-    """(type spelling, array dimensions) for a canonical type schema (`_btf.to_schema` output)."""
+    """(type spelling, array dimensions) for a canonical type schema (`_schema.to_schema` output)."""
     if isinstance(schema, str):
         m = _ARRAY_DIMS.match(schema.replace(" ", ""))
         base, dims = (m.group(1), m.group(2)) if m else (schema, "")
@@ -337,7 +337,7 @@ def _c_fields(schema: dict[str, Any], indent: str) -> list[str]:
 
 
 def _c_definition(t: _btf.BtfType) -> list[str]:
-    schema = _btf.to_schema(t)
+    schema = _schema.to_schema(t)
     if isinstance(t, _btf.Enum):
         base = _C_SCALARS[("s" if t.signed else "u") + str(t.size * 8)]
         lines = [f"enum {t.name} : {base} {{"]
@@ -350,7 +350,7 @@ def _c_definition(t: _btf.BtfType) -> list[str]:
 def _c_side(t: _btf.BtfType | None) -> str:
     if t is None:
         return ""
-    spelling, dims = _c_type(_btf.to_schema(t))
+    spelling, dims = _c_type(_schema.to_schema(t))
     if dims:
         # __type() needs a type name, and C spells array types as `T[N]`.
         return f"{spelling}{dims}"
@@ -449,11 +449,11 @@ def _schema_from_object_map(m: Any) -> dict[str, Any]:
     map_type = m.type
     schema: dict[str, Any] = {"name": m.name, "type": map_type}
     if m.key_type is not None and map_type not in EVENT_MAP_TYPES:
-        schema["key"] = _btf.to_schema(m.key_type)
+        schema["key"] = _schema.to_schema(m.key_type)
     elif m.key_size and map_type not in (*EVENT_MAP_TYPES, "queue", "stack"):
         schema["key_size"] = m.key_size
     if m.value_type is not None and map_type not in (*EVENT_MAP_TYPES, *MAPS_OF_MAPS):
-        schema["value"] = _btf.to_schema(m.value_type)
+        schema["value"] = _schema.to_schema(m.value_type)
     elif m.value_size and map_type not in (*EVENT_MAP_TYPES, *MAPS_OF_MAPS):
         schema["value_size"] = m.value_size
     if map_type != "perf_event_array" or m.max_entries:
@@ -477,7 +477,7 @@ def anchored_types(btf_raw: bytes | None) -> dict[str, _btf.BtfType]:
     if not btf_raw:
         return {}
     out: dict[str, _btf.BtfType] = {}
-    for _tid, t in _btf.Btf.from_raw(btf_raw).types():
+    for _tid, t in _btf_parse.Btf.from_raw(btf_raw).types():
         if isinstance(t, _btf.Datasec) and t.name == ANCHOR_SECTION:
             for var, _offset, _size in t.vars:
                 target = _btf.resolve(var.type) if isinstance(var, _btf.Var) else None
@@ -501,13 +501,13 @@ def schemas_from_object_maps(
     for schema in out:
         name = schema["name"]
         if f"{EVENT_ANCHOR}{name}" in anchored and schema["type"] in EVENT_MAP_TYPES:
-            schema["event_type"] = _btf.to_schema(anchored[f"{EVENT_ANCHOR}{name}"])
+            schema["event_type"] = _schema.to_schema(anchored[f"{EVENT_ANCHOR}{name}"])
         for side in ("key", "value"):
             t = anchored.get(f"{INNER_ANCHOR}{side}_{name}")
             inner = schema.get("inner_map")
             if t is not None and inner is not None and inner.get(f"{side}_size") == t.size:
                 del inner[f"{side}_size"]
-                inner[side] = _btf.to_schema(t)
+                inner[side] = _schema.to_schema(t)
     if names:
         missing = sorted(set(names) - {s["name"] for s in out})
         if missing:

@@ -1,12 +1,12 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Planning layer (pure): Go bindings for github.com/cilium/ebpf from the same model types as the C header.
+"""Go bindings for github.com/cilium/ebpf from the same model types as the C header.
 
-Every generated struct has exactly the C layout: the same size and every field at the C offset, with explicit
-`_ [n]byte` padding where C has holes. A field Go cannot place at its C offset (a misaligned field of a packed
-struct, a bitfield, a union member) is kept as bytes at that offset behind a getter and a setter. Compile-time
-assertions in the generated file make a layout difference a build error, and because the memory layout equals the
-map's, values cross the syscall boundary as raw memory (no reflection, no encoding/binary).
+The types are placed by `_codegen_go_types` (exactly the C layout: same size, every field at its C offset, what Go
+cannot place kept as bytes behind a getter and a setter); this module writes the file: the type declarations,
+compile-time assertions that make a layout difference a build error, and a typed wrapper per map. Because the memory
+layout equals the map's, values cross the syscall boundary as raw memory (no reflection, no encoding/binary). The
+runtime helpers the file may need are the static text of `_codegen_go_helpers`.
 
 `MarshalJSON` on every generated type writes what `cnf.ebpf.bpf_map_entries` (state gathered) returns for the same
 bytes, so a Go agent and a playbook report the same entries the same way.
@@ -17,8 +17,6 @@ The output is gofmt-clean: the emitter aligns struct fields and constants as gof
 from __future__ import annotations
 
 import dataclasses
-import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning._codegen import (
@@ -26,6 +24,14 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.planning._codegen import 
     MAPS_OF_MAPS,
     CodegenMap,
     named_types,
+)
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning._codegen_go_helpers import HELPERS
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning._codegen_go_types import (
+    Go,
+    GoField,
+    GoStruct,
+    GoType,
+    go_name,
 )
 from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
 
@@ -47,256 +53,6 @@ _GO_MAP_TYPES = {
 # Kernel batch operations per map type (generic batch ops: hash and array kinds; not LPM tries).
 _BATCH_TYPES = frozenset({"hash", "lru_hash", "array"})
 _DELETE_TYPES = frozenset({"hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "hash_of_maps", "lpm_trie"})
-_INITIALISMS = {"id", "ip", "ipv4", "ipv6", "mac", "tcp", "udp", "cpu", "pid", "tid", "uid", "gid", "ttl", "url"}
-
-
-def go_name(c_name: str) -> str:
-    """flow_key -> FlowKey, src_ip -> SrcIP (Go's initialisms), _x -> X."""
-    parts = [p for p in c_name.split("_") if p]
-    out = "".join(p.upper() if p.lower() in _INITIALISMS else p[:1].upper() + p[1:] for p in parts) or "X"
-    return "X" + out if out[0].isdigit() else out
-
-
-def _lower(name: str) -> str:
-    m = re.match(r"^[A-Z]+(?=[A-Z][a-z]|$)|^[A-Z]", name)
-    return name if m is None else m.group(0).lower() + name[m.end() :]
-
-
-def _pow2_divisor(n: int) -> int:
-    return min(8, n & -n) if n else 8
-
-
-@dataclass
-class GoType:
-    """A Go spelling of a model type: expression, alignment, and how its JSON and per-CPU sum are written."""
-
-    expr: str
-    align: int
-    kind: str  # bool int uint float char enum be int128 cstring array struct
-    elem: GoType | None = None
-    count: int = 0
-    signed: bool = False
-
-
-@dataclass
-class GoField:
-    kind: str  # native embed raw bits pad
-    name: str
-    expr: str
-    offset: int
-    size: int
-    member: _btf.Member | None = None
-    gtype: GoType | None = None
-    bit_members: list[_btf.Member] = field(default_factory=list)
-
-
-@dataclass
-class GoStruct:
-    c: _btf.Struct
-    name: str
-    fields: list[GoField]
-    align: int
-    accessors: dict[str, str] = field(default_factory=dict)  # C member name -> Go getter (raw and bits members)
-
-
-class _Go:
-    def __init__(self) -> None:
-        self.names: dict[int, str] = {}  # id(model type) -> Go name
-        self.taken: set[str] = set()
-        self.structs: dict[int, GoStruct] = {}
-        self.order: list[_btf.BtfType] = []
-        self.imports: set[str] = {"unsafe", "strconv", "github.com/cilium/ebpf"}
-        self.helpers: set[str] = {"raw"}
-
-    # -- names and types ---------------------------------------------------------------------------------------
-    def type_name(self, t: _btf.BtfType, hint: str = "") -> str:
-        key = id(t)
-        if key not in self.names:
-            base = go_name(t.name or hint)
-            name, n = base, 2
-            while name in self.taken:
-                name, n = f"{base}{n}", n + 1
-            self.taken.add(name)
-            self.names[key] = name
-        return self.names[key]
-
-    def go_type(self, t: _btf.BtfType) -> GoType:
-        probe = t
-        while isinstance(probe, (_btf.Typedef, _btf.Modifier)):
-            if isinstance(probe, _btf.Typedef) and probe.name in ("__be16", "__be32", "__be64"):
-                self.helpers.add("be")
-                self.imports.add("encoding/binary")
-                return GoType(f"Be{probe.name[4:]}", 1, "be")
-            probe = probe.type
-        r = probe
-        if isinstance(r, _btf.Int):
-            if r.is_bool:
-                return GoType("bool", 1, "bool")
-            if r.is_char or r.name == "char":
-                return GoType("int8" if r.signed else "uint8", 1, "char", signed=r.signed)
-            if r.size == 16:
-                self.helpers.add("int128")
-                self.imports.add("math/big")
-                return GoType("Int128" if r.signed else "Uint128", 1, "int128", signed=r.signed)
-            return GoType(f"{'int' if r.signed else 'uint'}{r.size * 8}", r.size, "int", signed=r.signed)
-        if isinstance(r, _btf.Float):
-            self.helpers.add("float")
-            return GoType(f"float{r.size * 8}", r.size, "float")
-        if isinstance(r, _btf.Enum):
-            return GoType(self.type_name(r), r.size, "enum", signed=r.signed)
-        if isinstance(r, _btf.Array):
-            elem = self.go_type(r.elem)
-            if elem.kind == "char":
-                self.helpers.add("cstring")
-                return GoType(f"[{r.count}]byte", 1, "cstring", count=r.count)
-            return GoType(f"[{r.count}]{elem.expr}", elem.align, "array", elem=elem, count=r.count)
-        if isinstance(r, _btf.Struct):
-            return GoType(self.type_name(r), self.plan(r).align, "struct")
-        if isinstance(r, _btf.Ptr):
-            return GoType("uint64", 8, "int")
-        raise _btf.BtfError(f"{_btf.type_name(t)}: {r.kind} types have no Go spelling")
-
-    # -- layout --------------------------------------------------------------------------------------------------
-    def plan(self, s: _btf.Struct) -> GoStruct:
-        if id(s) in self.structs:
-            return self.structs[id(s)]
-        name = self.type_name(s)
-        if s.is_union:
-            gs = GoStruct(s, name, [GoField("raw", "raw", f"[{s.size}]byte", 0, s.size)], 1)
-            self.structs[id(s)] = gs
-            self.order.append(s)
-            for i, m in enumerate(s.members):
-                if not m.name and not m.bitfield_size:
-                    self._anon_name(s, i, m)
-                if not m.bitfield_size:
-                    self.go_type(m.type)
-            return gs
-        allowed = _pow2_divisor(s.size)
-        fields: list[GoField] = []
-        pos = 0
-        members = s.members
-        i = 0
-        bits_n = 0
-        align = 1
-        used: set[str] = {"_"}
-
-        def unique(base: str) -> str:
-            out, n = base, 2
-            while out in used:
-                out, n = f"{base}{n}", n + 1
-            used.add(out)
-            return out
-
-        while i < len(members):
-            m = members[i]
-            if m.bitfield_size:
-                start = m.bit_offset // 8
-                end_bit = m.bit_offset + m.bitfield_size
-                group = [m]
-                i += 1
-                while i < len(members) and members[i].bitfield_size and members[i].bit_offset < (end_bit + 7) // 8 * 8:
-                    end_bit = max(end_bit, members[i].bit_offset + members[i].bitfield_size)
-                    group.append(members[i])
-                    i += 1
-                end = (end_bit + 7) // 8
-                start = max(start, pos)
-                if start > pos:
-                    fields.append(GoField("pad", "_", f"[{start - pos}]byte", pos, start - pos))
-                if end - start > 8:
-                    raise _btf.BtfError(f"{s.name}: bitfields spanning more than 8 bytes have no Go accessors")
-                gf = GoField("bits", unique(f"bits{bits_n}"), f"[{end - start}]byte", start, end - start)
-                gf.bit_members = group
-                bits_n += 1
-                fields.append(gf)
-                pos = end
-                continue
-            i += 1
-            size = m.type.size
-            if size == 0:
-                continue
-            off = m.offset
-            if off > pos:
-                fields.append(GoField("pad", "_", f"[{off - pos}]byte", pos, off - pos))
-            if not m.name:
-                anon = self._anon_name(s, members.index(m), m)
-                gt = self.go_type(m.type)
-                if gt.align <= allowed and off % gt.align == 0:
-                    fields.append(GoField("embed", anon, anon, off, size, m, gt))
-                    used.add(anon)
-                    align = max(align, gt.align)
-                else:
-                    fields.append(GoField("raw", unique(_lower(anon)), f"[{size}]byte", off, size, m, gt))
-                pos = off + size
-                continue
-            gt = self.go_type(m.type)
-            if gt.align <= allowed and off % gt.align == 0:
-                fields.append(GoField("native", unique(go_name(m.name)), gt.expr, off, size, m, gt))
-                align = max(align, gt.align)
-            else:
-                fields.append(
-                    GoField("raw", unique(_lower(go_name(m.name)) + "Raw"), f"[{size}]byte", off, size, m, gt)
-                )
-            pos = off + size
-        if s.size > pos:
-            fields.append(GoField("pad", "_", f"[{s.size - pos}]byte", pos, s.size - pos))
-        gs = GoStruct(s, name, fields, align)
-        self.structs[id(s)] = gs
-        self.order.append(s)
-        return gs
-
-    def _anon_name(self, parent: _btf.Struct, index: int, m: _btf.Member) -> str:
-        r = _btf.resolve(m.type)
-        return self.type_name(r, f"{self.names.get(id(parent), parent.name)}_anon{index}")
-
-    # -- emission helpers ----------------------------------------------------------------------------------------
-    def json_lines(self, value: str, gt: GoType, depth: int = 0) -> list[str]:
-        """Statements appending the JSON of `value` (an addressable expression of type gt) to b."""
-        if gt.kind == "bool":
-            return [f"b = strconv.AppendBool(b, {value})"]
-        if gt.kind in ("int", "char"):
-            if gt.signed:
-                return [f"b = strconv.AppendInt(b, int64({value}), 10)"]
-            return [f"b = strconv.AppendUint(b, uint64({value}), 10)"]
-        if gt.kind == "float":
-            return [f"b = appendFloat(b, float64({value}))"]
-        if gt.kind == "cstring":
-            return [f"b = appendCString(b, {value}[:])"]
-        if gt.kind in ("enum", "be", "int128", "struct"):
-            return [f"b = {value}.appendJSON(b)"]
-        if gt.kind == "array" and gt.elem is not None:
-            i = f"i{depth}"
-            return [
-                "b = append(b, '[')",
-                f"for {i} := range {value} {{",
-                f"\tif {i} > 0 {{",
-                "\t\tb = append(b, ',')",
-                "\t}",
-                *["\t" + line for line in self.json_lines(f"{value}[{i}]", gt.elem, depth + 1)],
-                "}",
-                "b = append(b, ']')",
-            ]
-        raise AssertionError(gt.kind)
-
-    def summable(self, gt: GoType) -> bool:
-        if gt.kind in ("int", "int128"):
-            return True
-        if gt.kind == "array" and gt.elem is not None:
-            return self.summable(gt.elem)
-        return gt.kind == "struct"
-
-    def add_lines(self, dst: str, src: str, gt: GoType, depth: int = 0) -> list[str]:
-        """Statements adding src into dst (per-CPU sums: integers add, other fields keep CPU 0's value)."""
-        if gt.kind == "int":
-            return [f"{dst} += {src}"]
-        if gt.kind == "int128":
-            return [f"{dst} = {dst}.add({src})"]
-        if gt.kind == "struct":
-            return [f"{dst}.addFrom(&{src})"]
-        if gt.kind == "array" and gt.elem is not None and self.summable(gt.elem):
-            i = f"i{depth}"
-            body = self.add_lines(f"{dst}[{i}]", f"{src}[{i}]", gt.elem, depth + 1)
-            return [f"for {i} := range {dst} {{", *["\t" + line for line in body], "}"]
-        return []
 
 
 def _align_block(rows: list[list[str]], indent: str = "\t") -> list[str]:
@@ -341,8 +97,8 @@ class _Writer:
         self.lines.extend(lines)
 
 
-def _planned(maps: list[CodegenMap]) -> tuple[_Go, list[_btf.BtfType]]:
-    g = _Go()
+def _planned(maps: list[CodegenMap]) -> tuple[Go, list[_btf.BtfType]]:
+    g = Go()
     types = named_types(maps)
     for t in types:
         if isinstance(t, _btf.Struct):
@@ -406,7 +162,7 @@ def go_source(maps: list[CodegenMap], package: str) -> str:
     return "\n".join([*head, "", *w.lines]) + "\n"
 
 
-def _emit_enum(g: _Go, w: _Writer, t: _btf.Enum) -> None:
+def _emit_enum(g: Go, w: _Writer, t: _btf.Enum) -> None:
     name = g.type_name(t)
     base = f"{'int' if t.signed else 'uint'}{t.size * 8}"
     w.block(f"// {name} is C's enum {t.name}.", f"type {name} {base}")
@@ -454,7 +210,7 @@ def _emit_enum(g: _Go, w: _Writer, t: _btf.Enum) -> None:
     )
 
 
-def _emit_struct(g: _Go, w: _Writer, gs: GoStruct) -> None:
+def _emit_struct(g: Go, w: _Writer, gs: GoStruct) -> None:
     s = gs.c
     kind = "union" if s.is_union else "struct"
     rows = [[f.expr] if f.kind == "embed" else [f.name, f.expr] for f in gs.fields]
@@ -588,7 +344,7 @@ def _emit_struct(g: _Go, w: _Writer, gs: GoStruct) -> None:
     )
 
 
-def _json_field(g: _Go, c_name: str, value: str, gt: GoType) -> list[str]:
+def _json_field(g: Go, c_name: str, value: str, gt: GoType) -> list[str]:
     key = f'b = append(b, `"{c_name}":`...)'
     if value.endswith("()") and gt.kind in ("cstring", "array", "struct", "enum", "be", "int128"):
         # A getter's result is not addressable: hold it in a variable.
@@ -612,7 +368,7 @@ def _accessor_name(gs: GoStruct, c_name: str) -> str:
     return name
 
 
-def _union_member(g: _Go, w: _Writer, gs: GoStruct, index: int, m: _btf.Member) -> list[str]:
+def _union_member(g: Go, w: _Writer, gs: GoStruct, index: int, m: _btf.Member) -> list[str]:
     gt = g.go_type(m.type)
     if m.bitfield_size:
         start, end = m.bit_offset // 8, (m.bit_offset + m.bitfield_size + 7) // 8
@@ -648,7 +404,7 @@ def _union_member(g: _Go, w: _Writer, gs: GoStruct, index: int, m: _btf.Member) 
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def _side(g: _Go, t: _btf.BtfType | None, size: int) -> GoType:
+def _side(g: Go, t: _btf.BtfType | None, size: int) -> GoType:
     if t is not None:
         return g.go_type(t)
     return GoType(f"[{size}]byte", 1, "array", elem=GoType("uint8", 1, "int"), count=size)
@@ -665,7 +421,7 @@ def _lpm_cidr(m: CodegenMap) -> tuple[_btf.Member, int] | None:
     return data, data.type.size
 
 
-def _emit_map(g: _Go, w: _Writer, m: CodegenMap) -> None:
+def _emit_map(g: Go, w: _Writer, m: CodegenMap) -> None:
     name = go_name(m.name)
     wrapper = f"{name}Map"
     g.taken.add(wrapper)
@@ -910,7 +666,7 @@ def _scoped_block(lines: list[str]) -> list[str]:
     return lines
 
 
-def _emit_map_of_maps(g: _Go, w: _Writer, m: CodegenMap, wrapper: str, key: GoType) -> None:
+def _emit_map_of_maps(g: Go, w: _Writer, m: CodegenMap, wrapper: str, key: GoType) -> None:
     inner = f"{go_name(m.inner.name)}Map" if m.inner is not None else "ebpf.Map"
     w.block(
         "// Lookup opens the inner map stored at key.",
@@ -950,7 +706,7 @@ def _emit_map_of_maps(g: _Go, w: _Writer, m: CodegenMap, wrapper: str, key: GoTy
     )
 
 
-def _emit_queue(g: _Go, w: _Writer, m: CodegenMap, wrapper: str) -> None:
+def _emit_queue(g: Go, w: _Writer, m: CodegenMap, wrapper: str) -> None:
     value = _side(g, m.value, m.value_size)
     order = "oldest" if m.type == "queue" else "newest"
     w.block(
@@ -977,7 +733,7 @@ def _emit_queue(g: _Go, w: _Writer, m: CodegenMap, wrapper: str) -> None:
     )
 
 
-def _emit_event_map(g: _Go, w: _Writer, m: CodegenMap, wrapper: str) -> None:
+def _emit_event_map(g: Go, w: _Writer, m: CodegenMap, wrapper: str) -> None:
     g.imports.add("context")
     g.imports.add("errors")
     ev = g.go_type(m.event) if m.event is not None else None
@@ -1070,229 +826,7 @@ def _emit_event_map(g: _Go, w: _Writer, m: CodegenMap, wrapper: str) -> None:
     )
 
 
-# ------------------------------------------------------------------------------------------------------------------
-# Helpers (emitted once, only those in use)
-# ------------------------------------------------------------------------------------------------------------------
-
-_HELPERS = {
-    "raw": [
-        "// rawBytes is the memory of *v: the generated types have their C layout, so this is the C value.",
-        "func rawBytes[T any](v *T) []byte {",
-        "\treturn unsafe.Slice((*byte)(unsafe.Pointer(v)), unsafe.Sizeof(*v))",
-        "}",
-        "",
-        "func rawRead[T any](v *T, data []byte, what string) error {",
-        "\tif len(data) < int(unsafe.Sizeof(*v)) {",
-        '\t\treturn fmt.Errorf("%s: %d bytes, want %d", what, len(data), unsafe.Sizeof(*v))',
-        "\t}",
-        "\tcopy(rawBytes(v), data)",
-        "\treturn nil",
-        "}",
-    ],
-    "batch": [
-        "const batchSize = 256",
-        "",
-        "// rawSlice hands a slice to cilium/ebpf's batch calls as the C array it is in memory.",
-        "type rawSlice[T any] []T",
-        "",
-        "func (s rawSlice[T]) MarshalBinary() ([]byte, error) {",
-        "\tif len(s) == 0 {",
-        "\t\treturn nil, nil",
-        "\t}",
-        "\treturn unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*int(unsafe.Sizeof(s[0]))), nil",
-        "}",
-        "",
-        "func (s rawSlice[T]) UnmarshalBinary(data []byte) error {",
-        "\tif len(s) > 0 {",
-        "\t\tcopy(unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*int(unsafe.Sizeof(s[0]))), data)",
-        "\t}",
-        "\treturn nil",
-        "}",
-    ],
-    "open": [
-        "func openPinned(path, name string, typ ebpf.MapType, keySize, valueSize uint32) (*ebpf.Map, error) {",
-        "\tm, err := ebpf.LoadPinnedMap(path, nil)",
-        "\tif err != nil {",
-        '\t\treturn nil, fmt.Errorf("%s: %w", name, err)',
-        "\t}",
-        "\tif m.Type() != typ || m.KeySize() != keySize || (m.ValueSize() != valueSize && typ != ebpf.RingBuf) {",
-        "\t\tm.Close()",
-        '\t\treturn nil, fmt.Errorf("%s: the map pinned at %s is a %s with %d-byte keys and %d-byte values; "+',
-        '\t\t\t"the schema says %s, %d and %d",',
-        "\t\t\tname, path, m.Type(), m.KeySize(), m.ValueSize(), typ, keySize, valueSize)",
-        "\t}",
-        "\treturn m, nil",
-        "}",
-    ],
-    "float": [
-        "func appendFloat(b []byte, f float64) []byte {",
-        "\tif f == float64(int64(f)) && f < 1e21 && f > -1e21 {",
-        "\t\treturn strconv.AppendFloat(b, f, 'f', 1, 64)",
-        "\t}",
-        "\treturn strconv.AppendFloat(b, f, 'g', -1, 64)",
-        "}",
-    ],
-    "cstring": [
-        "// appendCString writes a char array as the JSON string up to its first NUL.",
-        "func appendCString(b []byte, chars []byte) []byte {",
-        "\tfor i, c := range chars {",
-        "\t\tif c == 0 {",
-        "\t\t\tchars = chars[:i]",
-        "\t\t\tbreak",
-        "\t\t}",
-        "\t}",
-        "\treturn strconv.AppendQuote(b, string(chars))",
-        "}",
-    ],
-    "be": [
-        "// Be16 is a 16-bit integer in network byte order (C's __be16).",
-        "type Be16 [2]byte",
-        "",
-        "// Be32 is a 32-bit integer in network byte order (C's __be32).",
-        "type Be32 [4]byte",
-        "",
-        "// Be64 is a 64-bit integer in network byte order (C's __be64).",
-        "type Be64 [8]byte",
-        "",
-        "// MakeBe16 stores v in network byte order.",
-        "func MakeBe16(v uint16) (out Be16) {",
-        "\tbinary.BigEndian.PutUint16(out[:], v)",
-        "\treturn out",
-        "}",
-        "",
-        "// MakeBe32 stores v in network byte order.",
-        "func MakeBe32(v uint32) (out Be32) {",
-        "\tbinary.BigEndian.PutUint32(out[:], v)",
-        "\treturn out",
-        "}",
-        "",
-        "// MakeBe64 stores v in network byte order.",
-        "func MakeBe64(v uint64) (out Be64) {",
-        "\tbinary.BigEndian.PutUint64(out[:], v)",
-        "\treturn out",
-        "}",
-        "",
-        "// Uint is the value in host byte order.",
-        "func (v Be16) Uint() uint16 { return binary.BigEndian.Uint16(v[:]) }",
-        "",
-        "// Uint is the value in host byte order.",
-        "func (v Be32) Uint() uint32 { return binary.BigEndian.Uint32(v[:]) }",
-        "",
-        "// Uint is the value in host byte order.",
-        "func (v Be64) Uint() uint64 { return binary.BigEndian.Uint64(v[:]) }",
-        "",
-        "func (v Be16) appendJSON(b []byte) []byte { return strconv.AppendUint(b, uint64(v.Uint()), 10) }",
-        "func (v Be32) appendJSON(b []byte) []byte { return strconv.AppendUint(b, uint64(v.Uint()), 10) }",
-        "func (v Be64) appendJSON(b []byte) []byte { return strconv.AppendUint(b, v.Uint(), 10) }",
-        "",
-        "// MarshalJSON writes the number (in host order), as cnf.ebpf.bpf_map_entries does.",
-        "func (v Be16) MarshalJSON() ([]byte, error) { return v.appendJSON(nil), nil }",
-        "",
-        "// MarshalJSON writes the number (in host order), as cnf.ebpf.bpf_map_entries does.",
-        "func (v Be32) MarshalJSON() ([]byte, error) { return v.appendJSON(nil), nil }",
-        "",
-        "// MarshalJSON writes the number (in host order), as cnf.ebpf.bpf_map_entries does.",
-        "func (v Be64) MarshalJSON() ([]byte, error) { return v.appendJSON(nil), nil }",
-    ],
-    "int128": [
-        "// Uint128 is C's unsigned __int128 in host byte order (little-endian hosts).",
-        "type Uint128 [16]byte",
-        "",
-        "// Int128 is C's __int128 in host byte order (little-endian hosts).",
-        "type Int128 [16]byte",
-        "",
-        "func le128(b []byte, signed bool) *big.Int {",
-        "\tbe := make([]byte, 16)",
-        "\tfor i := range b {",
-        "\t\tbe[15-i] = b[i]",
-        "\t}",
-        "\tv := new(big.Int).SetBytes(be)",
-        "\tif signed && b[15]&0x80 != 0 {",
-        "\t\tv.Sub(v, new(big.Int).Lsh(big.NewInt(1), 128))",
-        "\t}",
-        "\treturn v",
-        "}",
-        "",
-        "func put128(v *big.Int) (out [16]byte) {",
-        "\tm := new(big.Int).And(v, new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 128), big.NewInt(1)))",
-        "\tbe := m.FillBytes(make([]byte, 16))",
-        "\tfor i := range be {",
-        "\t\tout[15-i] = be[i]",
-        "\t}",
-        "\treturn out",
-        "}",
-        "",
-        "// Big is the value.",
-        "func (v Uint128) Big() *big.Int { return le128(v[:], false) }",
-        "",
-        "// Big is the value.",
-        "func (v Int128) Big() *big.Int { return le128(v[:], true) }",
-        "",
-        "// MakeUint128 stores v (modulo 2^128).",
-        "func MakeUint128(v *big.Int) Uint128 { return Uint128(put128(v)) }",
-        "",
-        "// MakeInt128 stores v (two's complement, modulo 2^128).",
-        "func MakeInt128(v *big.Int) Int128 { return Int128(put128(v)) }",
-        "",
-        "func (v Uint128) add(o Uint128) Uint128 { return MakeUint128(new(big.Int).Add(v.Big(), o.Big())) }",
-        "func (v Int128) add(o Int128) Int128    { return MakeInt128(new(big.Int).Add(v.Big(), o.Big())) }",
-        "",
-        "func (v Uint128) appendJSON(b []byte) []byte { return v.Big().Append(b, 10) }",
-        "func (v Int128) appendJSON(b []byte) []byte  { return v.Big().Append(b, 10) }",
-        "",
-        "// MarshalJSON writes the number.",
-        "func (v Uint128) MarshalJSON() ([]byte, error) { return v.appendJSON(nil), nil }",
-        "",
-        "// MarshalJSON writes the number.",
-        "func (v Int128) MarshalJSON() ([]byte, error) { return v.appendJSON(nil), nil }",
-    ],
-    "bits": [
-        "// bitsGet reads a bitfield: width bits from bit shift of a little-endian storage unit.",
-        "func bitsGet(span []byte, shift, width uint, signed bool) uint64 {",
-        "\tvar u uint64",
-        "\tfor i := len(span) - 1; i >= 0; i-- {",
-        "\t\tu = u<<8 | uint64(span[i])",
-        "\t}",
-        "\tv := u >> shift & (1<<width - 1)",
-        "\tif signed && v>>(width-1) != 0 {",
-        "\t\tv |= ^uint64(0) << width",
-        "\t}",
-        "\treturn v",
-        "}",
-        "",
-        "func bitsSet(span []byte, shift, width uint, v uint64) {",
-        "\tvar u uint64",
-        "\tfor i := len(span) - 1; i >= 0; i-- {",
-        "\t\tu = u<<8 | uint64(span[i])",
-        "\t}",
-        "\tmask := uint64(1<<width-1) << shift",
-        "\tu = u&^mask | v<<shift&mask",
-        "\tfor i := range span {",
-        "\t\tspan[i] = byte(u >> (8 * i))",
-        "\t}",
-        "}",
-        "",
-        "func boolBits(v bool) uint64 {",
-        "\tif v {",
-        "\t\treturn 1",
-        "\t}",
-        "\treturn 0",
-        "}",
-    ],
-    "cidr": [
-        "// appendCIDR writes an LPM trie key as CIDR text, as cnf.ebpf.bpf_map_entries does.",
-        "func appendCIDR(b []byte, prefixlen uint32, addr []byte) []byte {",
-        "\tb = append(b, '\"')",
-        "\tb = append(b, net.IP(addr).String()...)",
-        "\tb = append(b, '/')",
-        "\tb = strconv.AppendUint(b, uint64(prefixlen), 10)",
-        "\treturn append(b, '\"')",
-        "}",
-    ],
-}
-
-
-def _emit_helpers(g: _Go, w: _Writer) -> None:
+def _emit_helpers(g: Go, w: _Writer) -> None:
     for name in ("raw", "open", "batch", "float", "cstring", "be", "int128", "bits", "cidr"):
         if name in g.helpers:
-            w.block(*_HELPERS[name])
+            w.block(*HELPERS[name])

@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Planning layer for map contents: from (declared entries, current entries) to the writes and deletes that make the
+"""Map contents: from (declared entries, current entries) to the writes and deletes that make the
 map hold what was declared, for the resource-module states merged / replaced / overridden / deleted.
 
 Pure: keys and values are bytes, decoding/encoding goes through the `ValueOps` the caller passes in. Check mode, diff

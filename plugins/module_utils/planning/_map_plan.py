@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Planning layer for map lifecycle: validate a declared map, compare it with the pinned one, decide what to do.
+"""Map lifecycle: validate a declared map, compare it with the pinned one, decide what to do.
 
 Pure functions: no file descriptors, no syscalls. Check mode, diff mode and the real run share the same plan.
 """
@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf, _layout_compare, _schema
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._abi import (
     BTF_MAP_TYPES,
     MAP_FLAGS,
@@ -67,7 +67,7 @@ def _type_or_size(params: dict[str, Any], side: str) -> tuple[_btf.BtfType | Non
     t = None
     if schema is not None:
         try:
-            t = _btf.type_from_schema(schema, path=side)
+            t = _schema.type_from_schema(schema, path=side)
         except _btf.BtfError as exc:
             raise SpecError(str(exc)) from exc
         if size is not None and size != t.size:
@@ -87,11 +87,11 @@ def _is_lpm_key(t: _btf.BtfType) -> bool:
 def lpm_key_type(data: _btf.BtfType, map_name: str, packed: bool = False) -> _btf.BtfType:
     """Wrap a data type (u8[4], u8[16], a struct...) into the `struct { u32 prefixlen; data; }` key LPM tries need
     (packed: no trailing padding, for a key size that is not a multiple of 4)."""
-    return _btf.type_from_schema(
+    return _schema.type_from_schema(
         {
             "name": f"{map_name}_lpm_key",
             "packed": packed,
-            "fields": [{"name": "prefixlen", "type": "u32"}, {"name": "data", "type": _btf.to_schema(data)}],
+            "fields": [{"name": "prefixlen", "type": "u32"}, {"name": "data", "type": _schema.to_schema(data)}],
         },
         path="key",
     )
@@ -128,7 +128,7 @@ def build_map_spec(params: dict[str, Any], *, page_size: int, possible_cpus: int
     if map_type in HASH_TYPES or map_type in ARRAY_TYPES or map_type in ("hash_of_maps", "array_of_maps"):
         if map_type in ARRAY_TYPES or map_type == "array_of_maps":
             if key_type is None and key_size is None:
-                key_type, key_size = _btf.type_from_schema("u32", path="key"), 4
+                key_type, key_size = _schema.type_from_schema("u32", path="key"), 4
             _require(key_size == 4, f"key: {map_type} maps are indexed by a 4-byte key (u32), not {key_size} bytes")
         _require(key_size is not None and key_size > 0, f"key: {map_type} maps need a key type or key_size")
     if map_type in ("hash_of_maps", "array_of_maps"):
@@ -200,14 +200,14 @@ def build_map_spec(params: dict[str, Any], *, page_size: int, possible_cpus: int
             # (struct bpf_lpm_trie_key_u8: u32 prefixlen, then the data bytes) reads back best: bpftool prints the
             # prefix length and the data apart, and bpf_map_entries takes and gives CIDR text for 4- and 16-byte
             # data, {prefixlen, data} otherwise (docs/schemas.md).
-            data = _btf.type_from_schema(f"u8[{key_size - 4}]", path="key")
+            data = _schema.type_from_schema(f"u8[{key_size - 4}]", path="key")
             key_type = lpm_key_type(data, name, packed=key_size % 4 != 0)  # its size must be key_size exactly
         elif key_type is None and map_type in ARRAY_TYPES:
-            key_type = _btf.type_from_schema("u32", path="key")  # the only key BTF arrays take (EINVAL for u8[4])
+            key_type = _schema.type_from_schema("u32", path="key")  # the only key BTF arrays take (EINVAL for u8[4])
         elif key_type is None:
-            key_type = _btf.type_from_schema(f"u8[{key_size}]", path="key")
+            key_type = _schema.type_from_schema(f"u8[{key_size}]", path="key")
         else:
-            value_type = _btf.type_from_schema(f"u8[{value_size}]", path="value")
+            value_type = _schema.type_from_schema(f"u8[{value_size}]", path="value")
     numa_node = params.get("numa_node")
     _require(numa_node is None or numa_node >= 0, f"numa_node: must be >= 0, not {numa_node}")
     return MapSpec(
@@ -251,7 +251,7 @@ def map_differences(spec: MapSpec, state: MapState) -> list[str]:
         if have_t is None:
             diffs.append(f"{side}: existing map has no BTF type information, declared {_btf.type_name(want_t)}")
             continue
-        diffs.extend(_btf.compare_layout(have_t, want_t, path=side))
+        diffs.extend(_layout_compare.compare_layout(have_t, want_t, path=side))
     return diffs
 
 
@@ -268,7 +268,7 @@ def plan_map(spec: MapSpec | None, state: MapState | None, on_mismatch: str) -> 
 
 
 def describe_type(t: _btf.BtfType | None) -> Any:
-    return None if t is None else _btf.to_schema(t)
+    return None if t is None else _schema.to_schema(t)
 
 
 def describe_spec(spec: MapSpec) -> dict[str, Any]:

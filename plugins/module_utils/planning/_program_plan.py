@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Planning layer for program deployments: whether to (re)load, what to do with each map (reuse the pinned one,
+"""Program deployments: whether to (re)load, what to do with each map (reuse the pinned one,
 create, recreate or migrate it), and how values move from an old map layout to a new one by field name.
 
 Pure: no file descriptors, no syscalls. Check mode and the real run share these decisions.

@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Resources layer: where an application's BPF objects live (pin layout on bpffs) and what was deployed (a small
+"""Where an application's BPF objects live (pin layout on bpffs) and what was deployed (a small
 JSON state file per application, written atomically, read and written under a per-application lock).
 
 Pin layout of application NAME under the pin root (default /sys/fs/bpf/cnf):

@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Resources layer: bcc-dialect programs (BPF_HASH, BPF_ARRAY, `.increment()`...) compiled and loaded by bcc on the
+"""bcc-dialect programs (BPF_HASH, BPF_ARRAY, `.increment()`...) compiled and loaded by bcc on the
 managed host, handed out as an `_objects.LoadedObject` like a libbpf object, so the rest of bpf_program (pins,
 upgrades that keep map state, attachment swaps, state files, restore at boot) treats them the same.
 
@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _bpf_map, _libbpf
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbcc import (
     function_names,
     import_bcc,
@@ -244,7 +244,7 @@ def load(
                 reused = table in reuse_maps
                 result.maps[table] = LoadedMap(table, fd, info, reused=reused, internal=False)
                 if reused:
-                    with _libbpf.map_open(reuse_maps[table]) as pinned:
+                    with _bpf_map.map_open(reuse_maps[table]) as pinned:
                         if pinned.info["id"] != info["id"]:
                             raise BccError(f"bcc did not reuse the map pinned at {reuse_maps[table]} for table {table}")
         finally:

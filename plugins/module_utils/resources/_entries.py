@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Resources layer for map contents: read a pinned map's entries, apply a plan with batched writes, the per-map
+"""Map contents: read a pinned map's entries, apply a plan with batched writes, the per-map
 lock, queue/stack draining, and inner maps of map-in-map types.
 """
 
@@ -11,11 +11,20 @@ import os
 import struct
 from contextlib import AbstractContextManager
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError, BpfMap
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _bpf_map, _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._bpf_map import BpfMap
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _maps
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import file_lock
-from ansible_collections.cnf.ebpf.plugins.module_utils.types import _abi, _btf, _codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import (
+    _abi,
+    _btf,
+    _codec,
+    _formats,
+    _layout_compare,
+    _map_codecs,
+    _schema,
+)
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_spec import MapSpec
 
 # Inner maps of map-in-map types are looked for under these roots (and the outer map's directory) by id.
@@ -116,9 +125,9 @@ class InnerMaps:
         name = str(ref)
         if name not in self._maps:
             try:
-                bpf_map = BpfMap(_libbpf.map_fd_by_id(ref)) if isinstance(ref, int) else _libbpf.map_open(name)
+                bpf_map = BpfMap(_libbpf.map_fd_by_id(ref)) if isinstance(ref, int) else _bpf_map.map_open(name)
             except BpfError as exc:
-                raise _codec.CodecError("value", f"inner map {ref!r}: {exc}") from exc
+                raise _formats.CodecError("value", f"inner map {ref!r}: {exc}") from exc
             self._maps[name] = bpf_map
             self.fd_for_id[_U32.pack(bpf_map.info["id"])] = _U32.pack(bpf_map.fd.fd)
         return _U32.pack(self._maps[name].info["id"])
@@ -166,14 +175,14 @@ DEVICE_KINDS = frozenset({"devmap", "devmap_hash", "cpumap"})
 EVENT_KINDS = frozenset({"ringbuf", "perf_event_array"})
 
 
-def entry_encoders(spec: MapSpec, ncpus: int) -> tuple[_codec.Codec, _codec.Codec | _codec.PerCpuCodec, bool]:
+def entry_encoders(spec: MapSpec, ncpus: int) -> tuple[_codec.Codec, _codec.Codec | _map_codecs.PerCpuCodec, bool]:
     """Encoders of the keys and values of a map to be written from decoded entries (a per-CPU value as one value per
     CPU), and whether its values are per-CPU. Raises `CodecError` for entries that do not fit the types."""
     key_codec = _codec.compile_codec(spec.key_type, root="key")
-    value_codec: _codec.Codec | _codec.PerCpuCodec = _codec.compile_codec(spec.value_type, root="value")
+    value_codec: _codec.Codec | _map_codecs.PerCpuCodec = _codec.compile_codec(spec.value_type, root="value")
     per_cpu = spec.type in _abi.PERCPU_MAP_TYPES
     if per_cpu:
-        value_codec = _codec.PerCpuCodec(value_codec, ncpus)
+        value_codec = _map_codecs.PerCpuCodec(value_codec, ncpus)
     return key_codec, value_codec, per_cpu
 
 
@@ -193,7 +202,7 @@ class EntryMap:
     ) -> None:
         # `bpf_map`: an already open map (one found by id or name, not pinned); `path` then only names it.
         self.path = path
-        self.bpf_map = bpf_map if bpf_map is not None else _libbpf.map_open(path)
+        self.bpf_map = bpf_map if bpf_map is not None else _bpf_map.map_open(path)
         self.inner_maps = InnerMaps()
         try:
             self._setup(key_schema, value_schema, formats or {})
@@ -242,15 +251,15 @@ class EntryMap:
         ):
             # Array indexes are u32 for the kernel; maps of maps cannot carry BTF and are nearly always keyed by a u32,
             # device maps always.
-            self.key_type = _btf.type_from_schema("u32", path="key")
+            self.key_type = _schema.type_from_schema("u32", path="key")
         if self.value_type is None and self.type in DEVICE_KINDS and info["value_size"] == 4:
-            self.value_type = _btf.type_from_schema("u32", path="value")  # an ifindex, or a cpumap queue size
+            self.value_type = _schema.type_from_schema("u32", path="value")  # an ifindex, or a cpumap queue size
         if self.type in QUEUE_KINDS:
             self.key_codec = None
         elif self.key_type is None:
-            self.key_codec = _codec.hexdump_codec(info["key_size"], root="key")
+            self.key_codec = _map_codecs.hexdump_codec(info["key_size"], root="key")
         elif self.type == "lpm_trie":
-            self.key_codec = _codec.compile_lpm_codec(self.key_type, key_formats, root="key")
+            self.key_codec = _map_codecs.compile_lpm_codec(self.key_type, key_formats, root="key")
         else:
             self.key_codec = _codec.compile_codec(self.key_type, key_formats, root="key")
         if key_formats and self.key_codec is not None and self.key_type is None:
@@ -262,12 +271,12 @@ class EntryMap:
         elif self.value_type is None:
             if value_formats:
                 raise ValueError("formats: the map's value has no type; declare value_type to use formats on it")
-            self.value_codec = _codec.hexdump_codec(info["value_size"], root="value")
+            self.value_codec = _map_codecs.hexdump_codec(info["value_size"], root="value")
         else:
             self.value_codec = _codec.compile_codec(self.value_type, value_formats, root="value")
         self.per_cpu = self.bpf_map.ncpus if self.type in _abi.PERCPU_MAP_TYPES else 0
         if self.per_cpu and self.value_codec is not None:
-            self.value_codec = _codec.PerCpuCodec(self.value_codec, self.per_cpu)
+            self.value_codec = _map_codecs.PerCpuCodec(self.value_codec, self.per_cpu)
         self.zero_value = bytes(self.bpf_map.value_bytes)
         # encode_key/encode_value: plain attributes bound once, since they run for every declared entry.
         if self.key_codec is not None:
@@ -280,13 +289,13 @@ class EntryMap:
         """The map's own type, or the declared schema for maps without BTF; both must agree when both exist."""
         declared = None
         if schema is not None:
-            declared = _btf.type_from_schema(schema, path=f"{side}_type")
+            declared = _schema.type_from_schema(schema, path=f"{side}_type")
             if declared.size != size:
                 raise ValueError(
                     f"{side}_type: {_btf.type_name(declared)} is {declared.size} bytes, the map's {side} is {size}"
                 )
         if from_btf is not None and declared is not None:
-            differences = _btf.compare_layout(from_btf, declared, path=side)
+            differences = _layout_compare.compare_layout(from_btf, declared, path=side)
             if differences:
                 raise ValueError(f"{side}_type: differs from the map's BTF: " + "; ".join(differences))
         return from_btf if from_btf is not None else declared
@@ -297,12 +306,12 @@ class EntryMap:
         raw = self._encode_key_raw(obj)
         index = int.from_bytes(raw, "little")
         if index >= self.max_entries:
-            raise _codec.CodecError("key", f"index {index} is out of range for {self.max_entries} entries")
+            raise _formats.CodecError("key", f"index {index} is out of range for {self.max_entries} entries")
         return raw
 
     def _encode_inner_map(self, obj: object) -> bytes:
         if not isinstance(obj, (str, int)) or isinstance(obj, bool):
-            raise _codec.CodecError("value", f"expected an inner map pin path or map id, got {obj!r}")
+            raise _formats.CodecError("value", f"expected an inner map pin path or map id, got {obj!r}")
         return self.inner_maps.resolve(obj)
 
     def encode_keys(self, objs: list) -> list[bytes]:

@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Resources layer for event capture: the event map, the event type (from an object file's or a loaded program's
+"""Event capture: the event map, the event type (from an object file's or a loaded program's
 BTF), the drop counter, and the bounded capture loop.
 
 The loop only collects raw bytes (see `_libbpf_events`); decoding happens afterwards in one pass with the compiled
@@ -13,10 +13,11 @@ import errno
 import time
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError, BpfMap
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _bpf_map, _btf_io, _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._bpf_map import BpfMap
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf_events import EventReader
-from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf, _codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf, _btf_parse, _codec, _formats
 
 EVENT_MAP_TYPES = ("ringbuf", "perf_event_array")
 # Longest single wait inside a capture; the deadline is checked between waits.
@@ -29,7 +30,7 @@ class EventTypeError(ValueError):
 
 def open_event_map(path: str) -> BpfMap:
     """The pinned ring buffer or perf event array at path."""
-    bpf_map = _libbpf.map_open(path)
+    bpf_map = _bpf_map.map_open(path)
     if bpf_map.type not in EVENT_MAP_TYPES:
         bpf_map.close()
         raise BpfError(
@@ -38,11 +39,11 @@ def open_event_map(path: str) -> BpfMap:
     return bpf_map
 
 
-def btf_of_object(path: str) -> _btf.Btf:
-    return _btf.Btf.from_raw(_libbpf.btf_raw_from_elf(path))
+def btf_of_object(path: str) -> _btf_parse.Btf:
+    return _btf_parse.Btf.from_raw(_btf_io.btf_raw_from_elf(path))
 
 
-def btf_of_program(pin: str) -> _btf.Btf:
+def btf_of_program(pin: str) -> _btf_parse.Btf:
     """The BTF a pinned program was loaded with (prog info btf_id), as the kernel holds it."""
     with _libbpf.obj_get(pin) as fd:
         kind = _libbpf.obj_kind(fd)
@@ -51,10 +52,10 @@ def btf_of_program(pin: str) -> _btf.Btf:
         btf_id = _libbpf.prog_info(fd)["btf_id"]
     if not btf_id:
         raise BpfError("read btf", pin, errno.ENOENT, "the program was loaded without BTF (compile with -g)")
-    return _btf.Btf.from_raw(_libbpf.btf_raw_from_kernel(btf_id))
+    return _btf_parse.Btf.from_raw(_btf_io.btf_raw_from_kernel(btf_id))
 
 
-def find_event_type(btf: _btf.Btf, name: str, where: str) -> _btf.BtfType:
+def find_event_type(btf: _btf_parse.Btf, name: str, where: str) -> _btf.BtfType:
     """`struct NAME`, `union NAME` or a plain NAME (a struct first, then a typedef or any other sized type)."""
     kind, sep, bare = name.strip().partition(" ")
     if sep and kind in ("struct", "union"):
@@ -71,7 +72,7 @@ def find_event_type(btf: _btf.Btf, name: str, where: str) -> _btf.BtfType:
 def event_codec(t: _btf.BtfType, formats: dict[str, str]) -> _codec.Codec:
     try:
         return _codec.compile_codec(t, formats, root="event")
-    except _codec.CodecError as exc:
+    except _formats.CodecError as exc:
         raise EventTypeError(f"formats: {exc}") from exc
 
 
@@ -89,7 +90,7 @@ def decode_events(codec: _codec.Codec | None, samples: list[bytes]) -> tuple[lis
 
 def open_drop_counter(path: str) -> BpfMap:
     """The pinned map in which a program counts the events it could not reserve in its ring buffer (element 0)."""
-    return _libbpf.map_open(path)
+    return _bpf_map.map_open(path)
 
 
 def read_counter(bpf_map: BpfMap) -> int:

@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Resources layer for cnf.ebpf.bpf_facts: what eBPF is doing on this host, read-only.
+"""cnf.ebpf.bpf_facts: what eBPF is doing on this host, read-only.
 
 Everything here opens objects by id or pin for reading only and never writes to the kernel. Each gatherer returns
 plain JSON-able data, bounded where it could grow with the host (pins walked up to a limit, map contents cut to
@@ -19,11 +19,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf, _libbpf_link, _libbpf_obj
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _bpf_map, _libbpf, _libbpf_link, _libbpf_obj
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError
-from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _attach, _entries, _maps
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _attach, _entries, _hooks, _maps
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
-from ansible_collections.cnf.ebpf.plugins.module_utils.types import _abi, _btf, _codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _abi, _btf, _codec, _map_codecs, _schema
 
 BPFFS = "/sys/fs/bpf"
 PIN_WALK_LIMIT = 20000
@@ -51,7 +51,7 @@ def _iso(epoch: float) -> str:
 
 def _probe_batch() -> bool:
     try:
-        with _libbpf.map_create("hash", "cnf_probe", 4, 4, 1, label="probe") as bpf_map:
+        with _bpf_map.map_create("hash", "cnf_probe", 4, 4, 1, label="probe") as bpf_map:
             bpf_map.update(b"\0\0\0\0", b"\0\0\0\0")
             list(bpf_map.items())
             return bool(bpf_map.batch_works("lookup"))
@@ -72,7 +72,7 @@ def _probe_map_type(map_type: str) -> bool | None:
     if supported is None and map_type in _PROBE_BY_CREATION:
         key_size, value_size, max_entries, flags = _PROBE_BY_CREATION[map_type]
         try:
-            with _libbpf.map_create(
+            with _bpf_map.map_create(
                 map_type, "cnf_probe", key_size, value_size, max_entries, label="probe", flags=flags
             ):
                 return True
@@ -246,7 +246,7 @@ _LOOKUP_REFUSED = frozenset({errno.ENOSPC, errno.EOPNOTSUPP, _libbpf.ENOTSUPP})
 SLOT_COUNT_LIMIT = 4096
 
 
-def count_entries(bpf_map: _libbpf.BpfMap) -> int | None:
+def count_entries(bpf_map: _bpf_map.BpfMap) -> int | None:
     """Occupied entries of a device, program or socket map, or None when the kernel does not let user space tell
     (its lookups are refused on that map type)."""
     if bpf_map.type in _KEYS_ARE_ENTRIES:
@@ -274,7 +274,7 @@ def _cheap_count(fd: _libbpf.Fd, info: dict[str, Any], limit: int) -> int | None
     if info["max_entries"] > (SLOT_COUNT_LIMIT if slots else limit) or not info["key_size"]:
         return None
     dup = _libbpf.Fd(os.dup(fd.fd), fd.label)
-    with _libbpf.BpfMap(dup) as bpf_map:
+    with _bpf_map.BpfMap(dup) as bpf_map:
         if slots:
             return count_entries(bpf_map)
         return sum(len(keys) for keys, _values in bpf_map.item_chunks(4096))
@@ -325,12 +325,12 @@ def attachments(
 
     out = []
     for netns in netns_names:
-        with _attach.in_netns(netns):
+        with _hooks.in_netns(netns):
             names = [name for _index, name in socket.if_nameindex()]
         for name in names:
-            hooks = [("xdp", _attach.AttachSpec(kind="xdp", interface=name, netns=netns))]
+            hooks = [("xdp", _hooks.AttachSpec(kind="xdp", interface=name, netns=netns))]
             hooks += [
-                (f"tc_{d}", _attach.AttachSpec(kind="tc", direction=d, interface=name, netns=netns))
+                (f"tc_{d}", _hooks.AttachSpec(kind="tc", direction=d, interface=name, netns=netns))
                 for d in ("ingress", "egress")
             ]
             for hook, spec in hooks:
@@ -415,13 +415,13 @@ def _result(emap: _entries.EntryMap, spec: dict[str, Any], **fields: Any) -> dic
     return result
 
 
-def open_map_ref(spec: dict[str, Any]) -> tuple[str, _libbpf.BpfMap | None]:
+def open_map_ref(spec: dict[str, Any]) -> tuple[str, _bpf_map.BpfMap | None]:
     """(label, open map) for a map given by `id` or kernel `map_name` (maps nobody pinned, e.g. a running bcc tool's
     tables); (path, None) for a pinned one, which EntryMap opens itself."""
     if spec.get("path"):
         return spec["path"], None
     if spec.get("id") is not None:
-        return f"id {spec['id']}", _libbpf.BpfMap(_libbpf.map_fd_by_id(int(spec["id"])))
+        return f"id {spec['id']}", _bpf_map.BpfMap(_libbpf.map_fd_by_id(int(spec["id"])))
     name = spec.get("map_name")
     found = []
     for map_id in _libbpf.map_ids():
@@ -436,7 +436,7 @@ def open_map_ref(spec: dict[str, Any]) -> tuple[str, _libbpf.BpfMap | None]:
         raise ValueError(f"map_name: no map is named {name!r} (names are cut to 15 characters: {str(name)[:15]!r})")
     if len(found) > 1:
         raise ValueError(f"map_name: {len(found)} maps are named {name!r} (ids {found}); give one id instead")
-    return f"{name} (id {found[0]})", _libbpf.BpfMap(_libbpf.map_fd_by_id(found[0]))
+    return f"{name} (id {found[0]})", _bpf_map.BpfMap(_libbpf.map_fd_by_id(found[0]))
 
 
 # Map types whose contents are not data bpf_facts can read, and why: asking for them gives that map's result an
@@ -471,7 +471,7 @@ _U32_PAIR = struct.Struct("=II")
 def _ifnames(netns: str | None) -> dict[int, str]:
     """Interface names by ifindex in a named network namespace (None: the host's, where this runs)."""
     try:
-        with _attach.in_netns(netns):
+        with _hooks.in_netns(netns):
             return dict(socket.if_nameindex())
     except BpfError as exc:
         raise ValueError(f"netns: {exc}") from exc
@@ -498,7 +498,7 @@ class _KernelView:
     face EntryMap shows map_contents: read(), decode_key/decode_value, map_id, type, per_cpu and the key/value types
     and codecs (`_result` notes the sides shown as hex)."""
 
-    def __init__(self, bpf_map: _libbpf.BpfMap, key_codec: Any, value_codec: Any, key_type: Any = None) -> None:
+    def __init__(self, bpf_map: _bpf_map.BpfMap, key_codec: Any, value_codec: Any, key_type: Any = None) -> None:
         self.bpf_map = bpf_map
         self.map_id: int = bpf_map.info["id"]
         self.type: str = bpf_map.type
@@ -535,7 +535,7 @@ class _Decoder:
 
 
 def _typed_codec(
-    bpf_map: _libbpf.BpfMap, side: str, btf_type: Any, spec: dict[str, Any], fallback: Any
+    bpf_map: _bpf_map.BpfMap, side: str, btf_type: Any, spec: dict[str, Any], fallback: Any
 ) -> tuple[Any, Any]:
     """(type, codec) of one side of a cgroup storage or stack trace map: its BTF, else the declared
     key_type/value_type, else `fallback` (a schema, or None for hex)."""
@@ -545,23 +545,23 @@ def _typed_codec(
     }
     t = btf_type
     if t is None and spec.get(f"{side}_type") is not None:
-        t = _btf.type_from_schema(spec[f"{side}_type"], path=f"{side}_type")
+        t = _schema.type_from_schema(spec[f"{side}_type"], path=f"{side}_type")
         if t.size != size:
             raise ValueError(f"{side}_type: {_btf.type_name(t)} is {t.size} bytes, the map's {side} is {size}")
     if t is None and fallback is not None:
-        t = _btf.type_from_schema(fallback, path=side)
+        t = _schema.type_from_schema(fallback, path=side)
     if t is None:
         if formats:
             raise ValueError(f"formats: the map's {side} has no type; declare {side}_type to use formats on it")
-        return None, _codec.hexdump_codec(size, root=side)
+        return None, _map_codecs.hexdump_codec(size, root=side)
     return t, _codec.compile_codec(t, formats, root=side)
 
 
-def _kernel_view(bpf_map: _libbpf.BpfMap, spec: dict[str, Any], label: str) -> _KernelView:
+def _kernel_view(bpf_map: _bpf_map.BpfMap, spec: dict[str, Any], label: str) -> _KernelView:
     """Decoders for a map type in _KERNEL_VIEW_TYPES (the caller keeps the map open until the view is closed)."""
     map_type = bpf_map.type
     prog_name = _ProgNames()
-    u32 = _btf.type_from_schema("u32", path="key")  # slot, CPU, stack id: the kernel's u32 keys
+    u32 = _schema.type_from_schema("u32", path="key")  # slot, CPU, stack id: the kernel's u32 keys
     index = _codec.compile_codec(u32, root="key")
     if map_type not in ("cgroup_storage", "percpu_cgroup_storage"):
         declared = [k for k in ("key_type", "value_type", "formats") if spec.get(k)]
@@ -605,7 +605,7 @@ def _kernel_view(bpf_map: _libbpf.BpfMap, spec: dict[str, Any], label: str) -> _
         def decode_stack(raw: bytes) -> Any:
             return [f"{ip:#x}" for ip in frames.unpack_from(raw) if ip]
 
-        value = _codec.hexdump_codec(bpf_map.value_size) if build_ids else _Decoder(decode_stack)
+        value = _map_codecs.hexdump_codec(bpf_map.value_size) if build_ids else _Decoder(decode_stack)
         return _KernelView(bpf_map, index, value, u32)
     # cgroup storage: plain data keyed by (cgroup inode id, attach type), or the cgroup inode id alone.
     info = bpf_map.info
@@ -620,13 +620,13 @@ def _kernel_view(bpf_map: _libbpf.BpfMap, spec: dict[str, Any], label: str) -> _
     key_type, key_codec = _typed_codec(bpf_map, "key", key_btf, spec, key_fallback)
     value_type, value_codec = _typed_codec(bpf_map, "value", value_btf, spec, None)
     if map_type == "percpu_cgroup_storage":
-        value_codec = _codec.PerCpuCodec(value_codec, bpf_map.ncpus)
+        value_codec = _map_codecs.PerCpuCodec(value_codec, bpf_map.ncpus)
     view = _KernelView(bpf_map, key_codec, value_codec)
     view.key_type, view.value_type = key_type, value_type
     return view
 
 
-def _not_data(label: str, bpf_map: _libbpf.BpfMap, spec: dict[str, Any]) -> dict[str, Any] | None:
+def _not_data(label: str, bpf_map: _bpf_map.BpfMap, spec: dict[str, Any]) -> dict[str, Any] | None:
     """The result of a map whose contents bpf_facts does not decode (socket maps: counted only), or None."""
     map_type = bpf_map.type
     base = {"path": spec.get("path"), "id": bpf_map.info["id"], "type": map_type}
@@ -659,7 +659,7 @@ def map_contents(spec: dict[str, Any], search: Any = None) -> dict[str, Any]:
     `note`) instead of failing: see CONTENTS_NOT_DATA and SOCKET_MAP_TYPES."""
     label, bpf_map = open_map_ref(spec)
     if bpf_map is None:
-        bpf_map = _libbpf.map_open(label)
+        bpf_map = _bpf_map.map_open(label)
     emap: Any
     try:
         refused = _not_data(label, bpf_map, spec)

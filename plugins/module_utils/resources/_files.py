@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Resources layer: files on the host written atomically (a temporary file in the same directory, renamed over the
+"""Files on the host written atomically (a temporary file in the same directory, renamed over the
 target), so a reader or a crash sees the old file or the new one, never half of one."""
 
 from __future__ import annotations

@@ -17,6 +17,6 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import (
     libbpf_available,
     num_possible_cpus,
 )
-from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import CodecError
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._formats import CodecError
 
 __all__ = ["LIBBPF_PACKAGE_HINT", "BccMissing", "BpfError", "CodecError", "Fd", "libbpf_available", "num_possible_cpus"]

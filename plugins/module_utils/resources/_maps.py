@@ -10,10 +10,11 @@ from __future__ import annotations
 import errno
 import os
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._btf_build import load_map_btf
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError, BpfMap
-from ansible_collections.cnf.ebpf.plugins.module_utils.types import _abi, _btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _bpf_map, _btf_io, _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._bpf_map import BpfMap
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._btf_io import load_map_btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError
+from ansible_collections.cnf.ebpf.plugins.module_utils.types import _abi, _btf, _btf_parse
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._abi import BTF_MAP_TYPES
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_spec import MapSpec, MapState
 
@@ -49,7 +50,7 @@ def read_btf_types(
 ) -> tuple[_btf.BtfType | None, _btf.BtfType | None]:
     if not btf_id:
         return None, None
-    btf = _btf.Btf.from_raw(_libbpf.btf_raw_from_kernel(btf_id))
+    btf = _btf_parse.Btf.from_raw(_btf_io.btf_raw_from_kernel(btf_id))
     key = btf.type(key_type_id) if key_type_id else None
     value = btf.type(value_type_id) if value_type_id else None
     return key, value
@@ -65,7 +66,7 @@ def read_pinned_map(path: str) -> MapState | None:
     """The state of the map pinned at `path`, None when nothing is pinned there."""
     if not os.path.lexists(path):
         return None
-    with _libbpf.map_open(path) as bpf_map:
+    with _bpf_map.map_open(path) as bpf_map:
         return map_state(bpf_map, path)
 
 
@@ -86,11 +87,11 @@ def create_map(spec: MapSpec) -> BpfMap:
     inner_map = None
     try:
         if spec.inner_path:
-            inner_map = _libbpf.map_open(spec.inner_path)
+            inner_map = _bpf_map.map_open(spec.inner_path)
         elif spec.inner is not None:
             inner_map = create_map(spec.inner)
         flags = spec.flags | (_abi.MAP_FLAGS["numa_node"] if spec.numa_node is not None else 0)
-        return _libbpf.map_create(
+        return _bpf_map.map_create(
             spec.type,
             spec.name,
             spec.key_size,

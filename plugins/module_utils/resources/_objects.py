@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Resources layer for BPF object files: compile (clang, cached), inspect, load-time constants, load.
+"""BPF object files: compile (clang, cached), inspect, load-time constants, load.
 
 - `compile_source()` builds a CO-RE object with clang and caches it under a digest of everything that decides the
   output: the source, the local headers it includes (found with `clang -M`), the flags and clang's version. System
@@ -27,13 +27,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _bpf_map, _libbpf
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError, Fd
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf_obj import BpfObject, MapHandle, prog_map_ids
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
 from ansible_collections.cnf.ebpf.plugins.module_utils.types import _abi
-from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import Btf, BtfType, Datasec, Var, type_name
-from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import CodecError, compile_codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import BtfType, Datasec, Var, type_name
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf_parse import Btf
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._codec import compile_codec
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._formats import CodecError
 
 DEFAULT_CACHE_DIR = "/var/lib/cnf-ebpf/cache"
 DEFAULT_LOG_DIR = "/var/lib/cnf-ebpf/logs"
@@ -785,7 +787,7 @@ class LoadedObject:
         self.close()
 
 
-def _check_reusable(name: str, pin: str, have: _libbpf.BpfMap, want: MapSpecInObject) -> None:
+def _check_reusable(name: str, pin: str, have: _bpf_map.BpfMap, want: MapSpecInObject) -> None:
     """bpf_map__reuse_fd takes the pinned map's definition as it is without comparing: compare the kernel-visible
     shape here so a mismatch is reported by name instead of as a verifier error (or not at all)."""
     problems = []
@@ -846,7 +848,7 @@ def load_object(
             if name not in by_name:
                 raise ObjectParamError(f"reuse_maps.{name}", _no_such_map(name, spec))
             want, handle = by_name[name]
-            with _libbpf.map_open(pin) as existing:
+            with _bpf_map.map_open(pin) as existing:
                 _check_reusable(name, pin, existing, want)
                 size = (map_sizes or {}).get(name)
                 if size is not None and size != existing.info["max_entries"]:

@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Surface layer for cnf.ebpf.bpf_attach: attach a pinned program to a hook, idempotently, with drift and conflict
+"""cnf.ebpf.bpf_attach: attach a pinned program to a hook, idempotently, with drift and conflict
 detection; and the helpers bpf_program uses to move an application's attachments to a new program version.
 
 Attachments of programs deployed by cnf.ebpf.bpf_program are recorded in the application's state file (under its
@@ -19,12 +19,13 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _attach
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _attach, _hooks
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BpfError, Fd
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import LockTimeout
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _options
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
 
-KINDS = _attach.KINDS
+KINDS = _hooks.KINDS
 ARGUMENT_SPEC: dict[str, Any] = {
     "program": {"type": "str", "required": True},
     "kind": {"type": "str", "required": True, "choices": list(KINDS)},
@@ -40,9 +41,9 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "attach_type": {"type": "str", "default": "cgroup_inet_ingress"},
     "target": {"type": "str"},
     "on_conflict": {"type": "str", "default": "fail", "choices": ["fail", "replace"]},
-    "pin_root": {"type": "path", "default": _apps.DEFAULT_PIN_ROOT},
-    "state_dir": {"type": "path", "default": _apps.DEFAULT_STATE_DIR},
-    "lock_timeout": {"type": "int", "default": 60},
+    "pin_root": _options.pin_root(),
+    "state_dir": _options.state_dir(),
+    "lock_timeout": _options.lock_timeout(),
 }
 REQUIRED_IF = [
     ("kind", "xdp", ("interface",)),
@@ -82,7 +83,7 @@ def hook_id(p: dict[str, Any]) -> str:
         name = f"xdp-{where}-{p['interface']}"
     elif p["kind"] == "tc":
         name = f"tc-{p['direction']}-{where}-{p['interface']}"
-    elif p["kind"] in _attach.TRACING_KINDS:
+    elif p["kind"] in _hooks.TRACING_KINDS:
         name = f"{p['kind']}-{p['target']}"  # tracepoint-syscalls_sys_enter_openat, kprobe-do_unlinkat
     else:
         digest = hashlib.sha256(p["cgroup"].encode()).hexdigest()[:10]
@@ -90,8 +91,8 @@ def hook_id(p: dict[str, Any]) -> str:
     return _UNSAFE.sub("_", name)
 
 
-def attach_spec(p: dict[str, Any], link_pin: str | None) -> _attach.AttachSpec:
-    return _attach.AttachSpec(
+def attach_spec(p: dict[str, Any], link_pin: str | None) -> _hooks.AttachSpec:
+    return _hooks.AttachSpec(
         kind=p["kind"],
         interface=p.get("interface"),
         netns=p.get("netns"),
@@ -107,7 +108,7 @@ def attach_spec(p: dict[str, Any], link_pin: str | None) -> _attach.AttachSpec:
     )
 
 
-def _describe(attachments: list[_attach.Attachment]) -> list[dict[str, Any]]:
+def _describe(attachments: list[_hooks.Attachment]) -> list[dict[str, Any]]:
     return [a.describe() for a in attachments]
 
 
@@ -115,9 +116,9 @@ def _btf_target(p: dict[str, Any], pin: str, app: str | None, prog_name: str | N
     """The function a fentry/fexit/fmod_ret program was loaded for: its target is fixed at load, so `target` may be
     omitted and, when given, must name that function. Without the program (removed), the recorded hook's target."""
     if os.path.lexists(pin):
-        fd, info = _attach.open_program(pin)
+        fd, info = _hooks.open_program(pin)
         try:
-            loaded_for = _attach.loaded_for(fd) if info["type"] == "tracing" else None
+            loaded_for = _hooks.loaded_for(fd) if info["type"] == "tracing" else None
         finally:
             fd.close()
         if not loaded_for:
@@ -147,7 +148,7 @@ def _btf_target(p: dict[str, Any], pin: str, app: str | None, prog_name: str | N
 def attach(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
     p = with_defaults(ARGUMENT_SPEC, params)
     pin, app, prog_name = resolve_program(p["program"], p["pin_root"])
-    if p["kind"] in _attach.BTF_KINDS:
+    if p["kind"] in _hooks.BTF_KINDS:
         p["target"] = _btf_target(p, pin, app, prog_name)
     hook = hook_id(p)
     link_dir = _apps.AppLayout(app, p["pin_root"]).links_dir if app else os.path.join(p["pin_root"], "links")
@@ -162,7 +163,7 @@ def attach(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
         current = _attach.current(spec)
         result["before"] = _describe(current)
         defunct = _attach.defunct_link(spec)
-        fd, info = _attach.open_program(pin)
+        fd, info = _hooks.open_program(pin)
         try:
             result["prog_id"] = info["id"]
             mine = [a for a in current if a.prog_id == info["id"]]
@@ -171,7 +172,7 @@ def attach(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
             # Only XDP holds one program per interface; tc, cgroup and tracing hooks run several side by side, so
             # other programs there are neighbours, not conflicts.
             shared_hook = p["kind"] != "xdp"
-            target: _attach.Attachment | None = None
+            target: _hooks.Attachment | None = None
             holder: dict[str, Any] | None = None
             if mine and (shared_hook or not others):
                 action = "none"
@@ -230,7 +231,7 @@ def attach(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
 
 def _detach(
     p: dict[str, Any],
-    spec: _attach.AttachSpec,
+    spec: _hooks.AttachSpec,
     hook: str,
     pin: str,
     app: str | None,
@@ -271,7 +272,7 @@ def _detach(
     return result
 
 
-def _defunct_reason(spec: _attach.AttachSpec, info: dict[str, Any], again: bool = True) -> str:
+def _defunct_reason(spec: _hooks.AttachSpec, info: dict[str, Any], again: bool = True) -> str:
     target = "cgroup" if info["type"] == "cgroup" else "interface"
     text = (
         f"link id {info['id']} pinned at {spec.link_pin} is defunct: its {target} went away (or it was detached), "
@@ -280,11 +281,11 @@ def _defunct_reason(spec: _attach.AttachSpec, info: dict[str, Any], again: bool 
     return f"{text}; attached again to {spec.where()}" if again else f"{text}; unpinned"
 
 
-def _brief(att: _attach.Attachment) -> dict[str, Any]:
+def _brief(att: _hooks.Attachment) -> dict[str, Any]:
     return {"prog_id": att.prog_id, "prog_name": att.prog_name, "via": att.via, "link_id": att.link_id}
 
 
-def _holder(att: _attach.Attachment, pin_root: str) -> dict[str, Any] | None:
+def _holder(att: _hooks.Attachment, pin_root: str) -> dict[str, Any] | None:
     """Which of our deployments holds `att`, from where its link, else its program, is pinned under the pin root:
     {"application": name (None for a link made by bpf_attach for a program outside any application), "link_pin":
     that pin or None, "program": the program pin or None}. None when nothing under the pin root holds it."""
@@ -298,7 +299,7 @@ def _holder(att: _attach.Attachment, pin_root: str) -> dict[str, Any] | None:
         dirs.append((None, os.path.join(pin_root, "links")))
         for name, links_dir in dirs:
             for path in _listdir(links_dir):
-                if _attach.pinned_link_id(path) == att.link_id:
+                if _hooks.pinned_link_id(path) == att.link_id:
                     return {"application": name, "link_pin": path, "program": None}
     for name in apps:
         for path in _listdir(_apps.AppLayout(name, pin_root).progs_dir):
@@ -318,7 +319,7 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
-def _holder_text(att: _attach.Attachment, holder: dict[str, Any] | None) -> str:
+def _holder_text(att: _hooks.Attachment, holder: dict[str, Any] | None) -> str:
     prog = f"program id {att.prog_id} ({att.prog_name or 'unnamed'})"
     if holder is None:
         return f"{prog}, not deployed by cnf.ebpf"
@@ -328,7 +329,7 @@ def _holder_text(att: _attach.Attachment, holder: dict[str, Any] | None) -> str:
     return f"application {holder['application']} ({prog}, {where})"
 
 
-def _conflict(holders: list[tuple[_attach.Attachment, dict[str, Any] | None]]) -> str:
+def _conflict(holders: list[tuple[_hooks.Attachment, dict[str, Any] | None]]) -> str:
     """'the hook is held by application A (...)' / 'the hook holds program id N (x), not deployed by cnf.ebpf'."""
     texts = [_holder_text(att, holder) for att, holder in holders]
     ours = [text for text, (_att, holder) in zip(texts, holders) if holder is not None]
@@ -343,13 +344,13 @@ def _conflict(holders: list[tuple[_attach.Attachment, dict[str, Any] | None]]) -
 
 def _take_over(
     p: dict[str, Any],
-    spec: _attach.AttachSpec,
-    target: _attach.Attachment,
+    spec: _hooks.AttachSpec,
+    target: _hooks.Attachment,
     fd: Fd,
     holder: dict[str, Any],
     app: str | None,
     pin: str,
-) -> _attach.Attachment:
+) -> _hooks.Attachment:
     """Replace another application's program on the hook, under that application's lock: its link (when it holds
     the hook through one) now runs our program and its pin moves to ours, and its state file forgets the hook (noted
     under `taken_over`), so removing that application leaves our attachment alone."""
@@ -370,7 +371,7 @@ def _forget_hook(
     by: str | None,
     pin: str,
     prog_id: int,
-    spec: _attach.AttachSpec,
+    spec: _hooks.AttachSpec,
 ) -> None:
     """Drop the holder's records of a hook it lost (its own name for the hook, or the record of the link pin that
     moved) and note who took it."""
@@ -395,11 +396,11 @@ def _forget_hook(
         }
 
 
-def _owned(current: list[_attach.Attachment], pin: str, record: dict[str, Any] | None) -> list[_attach.Attachment]:
+def _owned(current: list[_hooks.Attachment], pin: str, record: dict[str, Any] | None) -> list[_hooks.Attachment]:
     ids = set()
     if os.path.lexists(pin):
         try:
-            fd, info = _attach.open_program(pin)
+            fd, info = _hooks.open_program(pin)
             fd.close()
             ids.add(info["id"])
         except (AttachError, BpfError):
@@ -411,7 +412,7 @@ def _owned(current: list[_attach.Attachment], pin: str, record: dict[str, Any] |
 
 def swap_program(record: dict[str, Any], old_prog_id: int, new_fd: Fd) -> None:
     """bpf_program upgrades: move one recorded hook from the old program to the new one, atomically."""
-    spec = _attach.AttachSpec(**record["spec"])
+    spec = _hooks.AttachSpec(**record["spec"])
     current = _attach.current(spec)
     old = [a for a in current if a.prog_id in (old_prog_id, record.get("prog_id"))]
     if old:
@@ -426,7 +427,7 @@ def swap_program(record: dict[str, Any], old_prog_id: int, new_fd: Fd) -> None:
 def detach_record(record: dict[str, Any]) -> None:
     """Detach one recorded hook of an application being removed. A hook whose network namespace or interface is gone
     went with it; removing the application must not fail over it (its pins would be left behind)."""
-    spec = _attach.AttachSpec(**record["spec"])
+    spec = _hooks.AttachSpec(**record["spec"])
     try:
         current = _attach.current(spec)
     except BpfError as exc:
@@ -440,8 +441,8 @@ def detach_record(record: dict[str, Any]) -> None:
 
 def run(module: AnsibleModule) -> None:
     fail_without_libbpf(module)
-    if _attach.PYROUTE2_IMPORT_ERROR is not None and module.params["kind"] not in _attach.TRACING_KINDS:
-        module.fail_json(msg=missing_required_lib("pyroute2"), exception=_attach.PYROUTE2_IMPORT_ERROR)
+    if _hooks.PYROUTE2_IMPORT_ERROR is not None and module.params["kind"] not in _hooks.TRACING_KINDS:
+        module.fail_json(msg=missing_required_lib("pyroute2"), exception=_hooks.PYROUTE2_IMPORT_ERROR)
     try:
         result = attach(module.params, check_mode=module.check_mode)
     except (AttachError, ValueError) as exc:

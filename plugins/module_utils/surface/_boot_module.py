@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Surface layer for cnf.ebpf.bpf_boot: applications that come back by themselves after a reboot.
+"""cnf.ebpf.bpf_boot: applications that come back by themselves after a reboot.
 
 bpffs is empty after a reboot: programs, maps, pinned links and the attachments they held are gone. The application
 state files under the state dir survive, and record what the last tasks declared: bpf_program its parameters,
@@ -33,19 +33,24 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import LockTimeout
-from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _attach_module, _entries_module, _program_module
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface import (
+    _attach_module,
+    _entries_module,
+    _options,
+    _program_module,
+)
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
 
 UNIT_NAME = "cnf-ebpf-restore.service"
 ARGUMENT_SPEC: dict[str, Any] = {
     "name": {"type": "str", "required": True},
     "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
-    "state_dir": {"type": "path", "default": _apps.DEFAULT_STATE_DIR},
+    "state_dir": _options.state_dir(),
     "runtime_dir": {"type": "path"},
     "unit_dir": {"type": "path", "default": "/etc/systemd/system"},
     "enable": {"type": "bool", "default": True},
     "python": {"type": "path"},
-    "lock_timeout": {"type": "int", "default": 60},
+    "lock_timeout": _options.lock_timeout(),
 }
 _COLLECTION_UTILS = "ansible_collections.cnf.ebpf.plugins.module_utils"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same code makes the same zip, byte for byte

@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Surface layer for cnf.ebpf.bpf_codegen: argument spec, generate() (shared by the module and the CLI) and the
+"""cnf.ebpf.bpf_codegen: argument spec, generate() (shared by the module and the CLI) and the
 command line, cli_main() (run by `tools/cnf-ebpf-codegen`)."""
 
 from __future__ import annotations
@@ -14,21 +14,22 @@ from typing import Any
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning import _codegen, _codegen_go
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _options
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import with_defaults
 
 # no_log=False: "key" is a map key type, not a secret (validate-modules flags the name).
 MAP_SCHEMA_OPTIONS: dict[str, Any] = {
     "name": {"type": "str", "required": True},
     "type": {"type": "str", "required": True},
-    "key": {"type": "raw", "no_log": False},
+    "key": _options.type_schema(),
     "key_size": {"type": "int", "no_log": False},
-    "value": {"type": "raw"},
+    "value": _options.type_schema(),
     "value_size": {"type": "int"},
     "max_entries": {"type": "int"},
     "flags": {"type": "list", "elements": "str"},
     "numa_node": {"type": "int"},
     "inner_map": {"type": "dict"},
-    "event_type": {"type": "raw"},
+    "event_type": _options.type_schema(),
     "pinning": {"type": "str", "choices": list(_codegen.PINNING), "default": "none"},
     "path": {"type": "str"},
 }

@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Surface layer for cnf.ebpf.bpf_map_entries: argument spec, entry sources, and `reconcile()`, which the module's
+"""cnf.ebpf.bpf_map_entries: argument spec, entry sources, and `reconcile()`, which the module's
 main() calls and tests can call in-process.
 
 Order of work: load and encode every declared entry (validation first: nothing is written if one is bad), take the
@@ -33,6 +33,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.resources._entries import
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BpfError, CodecError
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import LockTimeout
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _options
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
 
 ARGUMENT_SPEC: dict[str, Any] = {
@@ -40,16 +41,15 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "state": {"type": "str", "default": "merged", "choices": list(STATES)},
     "entries": {"type": "list", "elements": "raw"},
     "src": {"type": "path"},
-    # no_log=False: these are type schemas, not secrets (validate-modules flags "key" in option names).
-    "key_type": {"type": "raw", "no_log": False},
-    "value_type": {"type": "raw"},
-    "formats": {"type": "dict", "default": {}},
+    "key_type": _options.type_schema(),
+    "value_type": _options.type_schema(),
+    "formats": _options.formats(),
     "diff_limit": {"type": "int", "default": 20},
     "limit": {"type": "int", "default": 10000},
     "dest": {"type": "path"},
-    "lock_timeout": {"type": "int", "default": 60},
+    "lock_timeout": _options.lock_timeout(),
     "persist": {"type": "bool", "default": False},
-    "state_dir": {"type": "path", "default": _apps.DEFAULT_STATE_DIR},
+    "state_dir": _options.state_dir(),
 }
 PERSIST_STATES = ("merged", "replaced", "overridden")
 PERSISTED_OPTIONS = ("path", "state", "entries", "src", "key_type", "value_type", "formats")

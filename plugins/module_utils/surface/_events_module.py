@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Surface layer for cnf.ebpf.bpf_events: argument spec and `capture()`, which the module's main() calls and tests
+"""cnf.ebpf.bpf_events: argument spec and `capture()`, which the module's main() calls and tests
 can call in-process.
 
 Order of work: validate every option and open everything (event map, event type and codec, drop counter, query)
@@ -20,6 +20,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._events import EventTypeError
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BpfError
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _options
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
 
 try:
@@ -34,13 +35,13 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "event_type": {"type": "str"},
     "object": {"type": "path"},
     "program": {"type": "str"},
-    "formats": {"type": "dict", "default": {}},
+    "formats": _options.formats(),
     "query": {"type": "str"},
     "max_events": {"type": "int", "default": 1000},
     "dest": {"type": "path"},
     "drops_map": {"type": "str"},
     "perf_pages": {"type": "int", "default": 64},
-    "pin_root": {"type": "path", "default": _apps.DEFAULT_PIN_ROOT},
+    "pin_root": _options.pin_root(),
 }
 MUTUALLY_EXCLUSIVE = [("object", "program")]
 CHECK_MODE_NOTE = "check mode: nothing was read, because reading a ring or perf buffer consumes its events"

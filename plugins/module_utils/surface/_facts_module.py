@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Surface layer for cnf.ebpf.bpf_facts: gather the selected subsets into ansible_facts.bpf."""
+"""cnf.ebpf.bpf_facts: gather the selected subsets into ansible_facts.bpf."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _attach, _facts
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _facts, _hooks
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BpfError, CodecError
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _options
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
 
 try:
@@ -29,8 +30,8 @@ MAP_OPTIONS: dict[str, Any] = {
     "id": {"type": "int"},
     "map_name": {"type": "str"},
     "name": {"type": "str"},
-    "key_type": {"type": "raw", "no_log": False},
-    "value_type": {"type": "raw"},
+    "key_type": _options.type_schema(),
+    "value_type": _options.type_schema(),
     "formats": {"type": "dict"},
     "top": {"type": "int"},
     "sort_by": {"type": "str"},
@@ -54,8 +55,8 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "aggregate": {"type": "str", "default": "sum", "choices": list(AGGREGATES)},
     "rates": {"type": "bool", "default": False},
     "netns": {"type": "list", "elements": "str", "default": []},
-    "pin_root": {"type": "path", "default": _apps.DEFAULT_PIN_ROOT},
-    "state_dir": {"type": "path", "default": _apps.DEFAULT_STATE_DIR},
+    "pin_root": _options.pin_root(),
+    "state_dir": _options.state_dir(),
 }
 
 
@@ -87,7 +88,7 @@ def gather(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
     if "links" in subsets:
         facts["links"] = _facts.links(pinned, p["pin_root"])
     if "attachments" in subsets:
-        if _attach.PYROUTE2_IMPORT_ERROR is not None:
+        if _hooks.PYROUTE2_IMPORT_ERROR is not None:
             facts["attachments_error"] = "pyroute2 is not installed on the host; attachments were not gathered"
         else:
             managed = {prog["id"] for prog in progs if prog["app"]}

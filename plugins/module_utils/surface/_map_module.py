@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Surface layer for cnf.ebpf.bpf_map: argument spec and the run() the module's main() hands off to."""
+"""cnf.ebpf.bpf_map: argument spec and the run() the module's main() hands off to."""
 
 from __future__ import annotations
 
@@ -11,18 +11,16 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning import _map_plan
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _host, _maps
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _options
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf
-
-# no_log=False: "key" here is a map key type, not a secret (validate-modules flags the name).
-_TYPE_ARG = {"type": "raw", "no_log": False}
 
 INNER_MAP_OPTIONS: dict[str, Any] = {
     "path": {"type": "path"},
     "type": {"type": "str", "choices": list(_map_plan.MANAGED_MAP_TYPES)},
     "name": {"type": "str"},
-    "key": _TYPE_ARG,
+    "key": _options.type_schema(),
     "key_size": {"type": "int"},
-    "value": _TYPE_ARG,
+    "value": _options.type_schema(),
     "value_size": {"type": "int"},
     "max_entries": {"type": "int"},
     "flags": {"type": "list", "elements": "str", "choices": list(_map_plan.MAP_FLAG_NAMES)},
@@ -33,9 +31,9 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
     "type": {"type": "str", "choices": list(_map_plan.MANAGED_MAP_TYPES)},
     "name": {"type": "str"},
-    "key": _TYPE_ARG,
+    "key": _options.type_schema(),
     "key_size": {"type": "int"},
-    "value": _TYPE_ARG,
+    "value": _options.type_schema(),
     "value_size": {"type": "int"},
     "max_entries": {"type": "int"},
     "flags": {"type": "list", "elements": "str", "default": [], "choices": list(_map_plan.MAP_FLAG_NAMES)},

@@ -1,22 +1,19 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Surface layer for cnf.ebpf.bpf_program: compile (cached), load, pin, and upgrade an application's programs
-without losing the state in its maps.
+"""cnf.ebpf.bpf_program: compile (cached), load, pin, and upgrade an application's programs without losing the
+state in its maps.
 
-An upgrade loads the new object with every compatible pinned map reused (so counters and flow tables carry on),
-migrates or recreates the incompatible ones as `map_policy` says, replaces the program pins atomically (rename on
-bpffs), swaps the new programs into the application's attachments (bpf_link update / netlink replace), and records
-what was deployed in the application's state file. Anything failing before the swap leaves the old deployment
-running untouched.
+This file decides: it reads the application's state, asks planning whether and why to (re)deploy and what to do
+with each pinned map, and records what was deployed in the application's state file. `_program_upgrade` carries a
+deployment out (load with compatible maps reused, migrate, replace pins atomically, move the hooks, undo on failure);
+anything failing before the swap leaves the old deployment running untouched.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,21 +21,21 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning._program_plan import (
     MAP_POLICIES,
-    Conversion,
     Desired,
-    MapDecision,
     PlanError,
-    convert_by_name,
-    convert_per_cpu,
     decide_map,
-    declared_map,
     reload_reasons,
 )
-from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _bcc, _entries, _maps, _objects
-from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BccMissing, BpfError, CodecError
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _bcc, _maps, _objects
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BccMissing, BpfError
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import LockTimeout
-from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _attach_module
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _attach_module, _options
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._program_upgrade import (
+    ProgramError,
+    declared_map_spec,
+    install,
+)
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "name": {"type": "str", "required": True},
@@ -52,19 +49,15 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "map_sizes": {"type": "dict", "default": {}},
     "map_policy": {"type": "str", "default": "fail", "choices": list(MAP_POLICIES)},
     "shared_maps": {"type": "list", "elements": "str", "default": []},
-    "pin_root": {"type": "path", "default": _apps.DEFAULT_PIN_ROOT},
-    "state_dir": {"type": "path", "default": _apps.DEFAULT_STATE_DIR},
-    "lock_timeout": {"type": "int", "default": 60},
+    "pin_root": _options.pin_root(),
+    "state_dir": _options.state_dir(),
+    "lock_timeout": _options.lock_timeout(),
     "loader": {"type": "str", "default": "libbpf", "choices": ["libbpf", "bcc"]},
     "functions": {"type": "dict", "default": {}},
     "program_types": {"type": "dict", "default": {}},
 }
 MUTUALLY_EXCLUSIVE = [("src", "object")]
 REQUIRED_IF = [("state", "present", ("src", "object"), True)]
-
-
-class ProgramError(ValueError):
-    """Bad input or an impossible deployment; nothing was changed."""
 
 
 def recorded_params(p: dict[str, Any]) -> dict[str, Any]:
@@ -91,180 +84,12 @@ def _get_object(p: dict[str, Any], scratch: str | None) -> tuple[str, dict[str, 
     return compiled.path, info
 
 
-def _map_spec(layout: _apps.AppLayout, m: Any, shared: set[str], map_sizes: dict[str, int]) -> _maps.MapSpec:
-    path = layout.map_pin(m.name, shared=m.name in shared)
-    return declared_map(m, path, int(map_sizes.get(m.name, m.max_entries)))
-
-
 def _live_prog_ids(layout: _apps.AppLayout, names: list[str]) -> dict[str, int | None]:
     ids: dict[str, int | None] = {}
     for name in names:
         path = layout.prog_pin(name)
         ids[name] = _apps.pinned_prog_id(path) if os.path.lexists(path) else None
     return ids
-
-
-def _migrate(decision: MapDecision, old: _maps.MapState, new_map: Any, new_spec: _maps.MapSpec) -> dict[str, Any]:
-    """Copy every entry of the pinned map into the freshly loaded one, field by field by name."""
-    with _entries.EntryMap(decision.pin) as old_map:
-        raw = old_map.read()
-        decode_key, decode_value = old_map.decode_key, old_map.decode_value
-    key_codec, value_codec, per_cpu = _entries.entry_encoders(new_spec, new_map.ncpus)
-    keys_report, values_report = Conversion(), Conversion()
-    pairs = []
-    try:
-        for key, value in raw.items():
-            new_key = convert_by_name(old.key_type, new_spec.key_type, decode_key(key), keys_report, "key")
-            old_value = decode_value(value)
-            if per_cpu:
-                new_value = convert_per_cpu(old.value_type, new_spec.value_type, old_value, values_report)
-            else:
-                new_value = convert_by_name(old.value_type, new_spec.value_type, old_value, values_report)
-            pairs.append((key_codec.encode(new_key), value_codec.encode(new_value)))
-    except CodecError as exc:
-        raise ProgramError(
-            f"map {decision.name}: an entry does not fit the new layout ({exc}); nothing was changed"
-        ) from exc
-    new_map.update_many(pairs)
-    dropped = sorted(keys_report.dropped | values_report.dropped)
-    added = sorted(keys_report.added | values_report.added)
-    return {"entries": len(pairs), "dropped_fields": dropped, "added_fields": added}
-
-
-def _deploy(
-    p: dict[str, Any],
-    digest: str,
-    load: Callable[[dict[str, str]], _objects.LoadedObject],
-    spec: Any,
-    layout: _apps.AppLayout,
-    state: dict[str, Any] | None,
-    decisions: list[MapDecision],
-    pinned: dict[str, _maps.MapState | None],
-    reattach: bool = True,
-) -> dict[str, Any]:
-    """Load, migrate, pin, swap (unless `reattach` is false: a restore after a reboot attaches by itself, once the
-    maps are filled); returns the new state. Until the program pins are replaced nothing visible changes, and a
-    failure closes everything it loaded."""
-    reuse = {d.name: d.pin for d in decisions if d.action == "reuse"}
-    loaded = load(reuse)
-    shared = set(p["shared_maps"])
-    migrations: dict[str, Any] = {}
-    try:
-        by_name = {m.name: m for m in spec.maps}
-        for decision in decisions:
-            if decision.action == "migrate":
-                new_spec = _map_spec(layout, by_name[decision.name], shared, p["map_sizes"])
-                with _maps.open_map_fd(loaded.maps[decision.name].fd) as new_map:
-                    migrations[decision.name] = _migrate(decision, pinned[decision.name], new_map, new_spec)
-        layout.make_dirs()
-        if shared:
-            os.makedirs(layout.shared_dir, exist_ok=True)
-        old_progs = dict((state or {}).get("programs") or {})
-        programs = {}
-        swapped: list[str] = []
-        unreachable: list[str] = []
-        # The running programs, held so that a failure from here on can put them back (pins and hooks).
-        previous = {
-            name: _apps.open_pin(layout.prog_pin(name))
-            for name in loaded.programs
-            if os.path.lexists(layout.prog_pin(name))
-        }
-        try:
-            for name, prog in loaded.programs.items():
-                if name in previous:
-                    _maps.replace_pin(prog.fd, layout.prog_pin(name))  # atomic: rename over the old pin
-                else:
-                    prog.fd.pin(layout.prog_pin(name))
-                programs[name] = {
-                    "id": prog.info["id"],
-                    "tag": prog.info["tag"],
-                    "type": prog.info["type"],
-                    "pin": layout.prog_pin(name),
-                }
-            if reattach:
-                unreachable = _swap_attachments(state, old_progs, loaded, swapped)
-        except BaseException:
-            _revert_programs(state, layout, loaded, previous, programs, swapped)
-            raise
-        finally:
-            for fd in previous.values():
-                fd.close()
-        maps = {}
-        for decision in decisions:
-            loaded_map = loaded.maps[decision.name]
-            if decision.action == "create":
-                loaded_map.fd.pin(decision.pin)
-            elif decision.action in ("recreate", "migrate"):
-                _maps.replace_pin(loaded_map.fd, decision.pin)
-            maps[decision.name] = {
-                "id": loaded_map.info["id"],
-                "pin": decision.pin,
-                "action": decision.action,
-                "shared": decision.name in shared,
-            }
-        for name in set(old_progs) - set(programs):  # programs the new object no longer has
-            if os.path.lexists(layout.prog_pin(name)):
-                os.unlink(layout.prog_pin(name))
-    finally:
-        loaded.close()
-    new_state = dict(state or {})
-    new_state.update(
-        params=recorded_params(p),
-        object_digest=digest,
-        constants=dict(p["constants"]),
-        map_sizes={k: int(v) for k, v in p["map_sizes"].items()},
-        programs=programs,
-        maps=maps,
-        deployed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        generation=int((state or {}).get("generation", 0)) + 1,
-    )
-    new_state.setdefault("attachments", {})
-    return {"state": new_state, "migrations": migrations, "swapped": swapped, "unreachable": unreachable}
-
-
-def _swap_attachments(
-    state: dict[str, Any] | None, old_progs: dict[str, Any], loaded: Any, swapped: list[str]
-) -> list[str]:
-    """Point every recorded attachment of an upgraded program at the new program, atomically per hook; `swapped`
-    grows as hooks move, so a failure midway knows which to move back. Hooks whose interface or network namespace
-    is gone are skipped (and returned): the program is upgraded for every hook that still exists."""
-    unreachable = []
-    for hook_id, record in ((state or {}).get("attachments") or {}).items():
-        prog = record.get("program")
-        if prog not in loaded.programs or prog not in old_progs:
-            continue
-        try:
-            _attach_module.swap_program(record, old_progs[prog]["id"], loaded.programs[prog].fd)
-        except (BpfError, OSError) as exc:
-            if exc.errno not in (errno.ENOENT, errno.ENODEV):
-                raise
-            unreachable.append(hook_id)
-            continue
-        record["prog_id"] = loaded.programs[prog].info["id"]
-        swapped.append(hook_id)
-    return unreachable
-
-
-def _revert_programs(
-    state: dict[str, Any] | None,
-    layout: _apps.AppLayout,
-    loaded: Any,
-    previous: dict[str, Any],
-    programs: dict[str, Any],
-    swapped: list[str],
-) -> None:
-    """Undo a failed upgrade: hooks already moved go back to the old programs, then the old program pins."""
-    attachments = (state or {}).get("attachments") or {}
-    for hook_id in reversed(swapped):
-        record = attachments[hook_id]
-        prog = record["program"]
-        _attach_module.swap_program(record, loaded.programs[prog].info["id"], previous[prog])
-        record["prog_id"] = _apps.fd_prog_id(previous[prog])
-    for name in programs:
-        if name in previous:
-            _maps.replace_pin(previous[name], layout.prog_pin(name))
-        elif os.path.lexists(layout.prog_pin(name)):
-            os.unlink(layout.prog_pin(name))
 
 
 def _reconcile(
@@ -303,7 +128,7 @@ def _reconcile(
         for m in spec.maps if spec is not None else []:
             if m.internal:
                 continue
-            map_spec = _map_spec(layout, m, shared, p["map_sizes"])
+            map_spec = declared_map_spec(layout, m, shared, p["map_sizes"])
             pinned[m.name] = _maps.read_pinned_map(map_spec.path) if os.path.lexists(map_spec.path) else None
             decisions.append(decide_map(map_spec, pinned[m.name], p["map_policy"]))
         reasons.extend(
@@ -336,7 +161,7 @@ def _reconcile(
                 _apps.write_state(p["name"], state, p["state_dir"])
             result["state"] = state
             return result
-        outcome = _deploy(p, digest, load, spec, layout, state, decisions, pinned, reattach)
+        outcome = install(p, recorded_params(p), digest, load, spec, layout, state, decisions, pinned, reattach)
         _apps.write_state(p["name"], outcome["state"], p["state_dir"])
         result.update(state=outcome["state"], migrations=outcome["migrations"], swapped=outcome["swapped"])
         if outcome["unreachable"]:

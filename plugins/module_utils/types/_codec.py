@@ -9,12 +9,12 @@ unpack plus one closure call per field, which keeps dumping 100k entries cheap.
 
 Fields that are not plain host-order numbers (text formats, network byte order, 16-byte
 ints, char arrays, bitfields, unions) are read as byte strings or as whole storage units and
-converted in Python.
+converted in Python.  The text formats themselves are `_formats`; the codecs a map's kind
+wraps around these (per-CPU values, hex for maps without BTF, LPM trie keys) are `_map_codecs`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import struct
 import sys
@@ -37,39 +37,27 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import (
     resolve,
     type_name,
 )
+from ansible_collections.cnf.ebpf.plugins.module_utils.types._formats import (
+    FORMATS,
+    WHOLE_WIDTH,
+    CodecError,
+    hex_to_bytes,
+    ip_text,
+    ipv4_text,
+    ipv6_text,
+    mac_text,
+    text_to_bytes,
+)
 
 __all__ = [
-    "FORMATS",
     "Codec",
-    "CodecError",
-    "LpmCodec",
-    "PerCpuCodec",
     "compile_codec",
-    "compile_lpm_codec",
-    "hexdump_codec",
 ]
 
-FORMATS = ("ipv4", "ipv6", "ip", "mac", "hex", "be")
-# "ip" is a 16-byte address holding either family, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d, RFC 4291 2.5.5.2).
-_WHOLE_WIDTH = {"ipv4": 4, "ipv6": 16, "ip": 16, "mac": 6}
-_V4_MAPPED = bytes(10) + b"\xff\xff"
 _LITTLE = sys.byteorder == "little"
 _INT_ONLY = {int}
 _DICT_ONLY = {dict}
 _MISSING = object()
-
-
-class CodecError(ValueError):
-    """A value that does not fit its type, or a bad format declaration.
-
-    ``path`` is the dotted field path (``key.src_ip``, ``value.ports[2]``); ``problem`` the
-    message without it.
-    """
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
 
 
 # ----------------------------------------------------------------------------------------------
@@ -118,66 +106,7 @@ def _as_bool(val: Any, path: str) -> bool:
     raise CodecError(path, f"expected true or false, got {val!r}")
 
 
-def _ipv4_text(b: bytes) -> str:
-    return "%d.%d.%d.%d" % (b[0], b[1], b[2], b[3])
-
-
-def _ipv6_text(b: bytes) -> str:
-    return str(ipaddress.IPv6Address(b))
-
-
-def _ip_text(b: bytes) -> str:
-    return _ipv4_text(b[12:]) if b[:12] == _V4_MAPPED else str(ipaddress.IPv6Address(b))
-
-
-def _mac_text(b: bytes) -> str:
-    return ":".join(f"{x:02x}" for x in b)
-
-
-def _text_to_bytes(fmt: str, val: Any, path: str, width: int) -> bytes:
-    """Parse user input for an ipv4/ipv6/mac field into ``width`` bytes in network order."""
-    if isinstance(val, int) and not isinstance(val, bool):
-        if not 0 <= val < 1 << (8 * width):
-            raise CodecError(path, f"{val} is out of range for a {width}-byte {fmt} value")
-        return val.to_bytes(width, "big")
-    if not isinstance(val, str):
-        raise CodecError(path, f"expected {_FORMAT_NOUN[fmt]} as text, got {val!r}")
-    text = val.strip()
-    if fmt == "mac":
-        parts = re.split(r"[:-]", text)
-        if len(parts) == 6 and all(re.match(r"^[0-9A-Fa-f]{1,2}$", p) for p in parts):
-            return bytes(int(p, 16) for p in parts)
-        raise CodecError(path, f"{val!r} is not a MAC address")
-    try:
-        if fmt == "ip":
-            addr = ipaddress.ip_address(text)
-            return _V4_MAPPED + addr.packed if addr.version == 4 else addr.packed
-        addr = ipaddress.IPv4Address(text) if fmt == "ipv4" else ipaddress.IPv6Address(text)
-    except ValueError:
-        raise CodecError(path, f"{val!r} is not an {_FORMAT_NOUN[fmt]}") from None
-    return addr.packed
-
-
 _NUMERIC = re.compile(r"^\s*[-+]?(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|\d+)\s*$")
-_FORMAT_NOUN = {"ipv4": "IPv4 address", "ipv6": "IPv6 address", "ip": "IP address", "mac": "MAC address"}
-
-
-def _hex_to_bytes(val: Any, path: str, width: int) -> bytes:
-    if isinstance(val, (bytes, bytearray)):
-        raw = bytes(val)
-    elif isinstance(val, str):
-        text = re.sub(r"[\s:.-]", "", val)
-        if text[:2].lower() == "0x":
-            text = text[2:]
-        try:
-            raw = bytes.fromhex(text)
-        except ValueError:
-            raise CodecError(path, f"{val!r} is not a hex string") from None
-    else:
-        raise CodecError(path, f"expected a hex string of {width} bytes, got {val!r}")
-    if len(raw) != width:
-        raise CodecError(path, f"{val!r} is {len(raw)} bytes, expected {width}")
-    return raw
 
 
 # ----------------------------------------------------------------------------------------------
@@ -305,8 +234,8 @@ class _Compiler:
         byte_array = isinstance(rt, Array) and _is_byte_int(rt)
         if isinstance(rt, Int) and rt.is_bool:
             is_int = False
-        if fmt in _WHOLE_WIDTH:
-            width = _WHOLE_WIDTH[fmt]
+        if fmt in WHOLE_WIDTH:
+            width = WHOLE_WIDTH[fmt]
             whole_ok = size == width and (
                 (isinstance(rt, Int) and not rt.is_bool and fmt != "mac")
                 or byte_array
@@ -337,13 +266,13 @@ class _Compiler:
         raise CodecError(fpath, f"format {fmt!r} does not apply to {_describe(rt)}")
 
     def text_leaf(self, fmt: str, width: int, epath: str, idx: int) -> _Node:
-        to_text = {"ipv4": _ipv4_text, "ipv6": _ipv6_text, "ip": _ip_text, "mac": _mac_text}[fmt]
+        to_text = {"ipv4": ipv4_text, "ipv6": ipv6_text, "ip": ip_text, "mac": mac_text}[fmt]
 
         def dec(v: tuple) -> str:
             return to_text(v[idx])
 
         def enc(obj: Any, out: list) -> None:
-            out.append(_text_to_bytes(fmt, obj, epath, width))
+            out.append(text_to_bytes(fmt, obj, epath, width))
 
         return _Node("%ds" % width, [bytes(width)], dec, enc)
 
@@ -352,7 +281,7 @@ class _Compiler:
             return v[idx].hex()
 
         def enc(obj: Any, out: list) -> None:
-            out.append(_hex_to_bytes(obj, epath, size))
+            out.append(hex_to_bytes(obj, epath, size))
 
         return _Node("%ds" % size, [bytes(size)], dec, enc)
 
@@ -1131,182 +1060,3 @@ def compile_codec(t: BtfType, formats: Mapping[str, str] | None = None, root: st
     node = comp.node(t, root, root, 0)
     comp.check_unused(t)
     return Codec(t, node, root)
-
-
-class PerCpuCodec:
-    """Values of per-CPU maps: ``ncpus`` copies, each padded to a multiple of 8 bytes.
-
-    ``encode`` accepts:
-
-    * ``{'per_cpu': [v0, v1, ...]}`` with exactly ``ncpus`` values (any ``sum`` key, as returned
-      by ``decode``, is ignored) -- always unambiguous;
-    * a list of exactly ``ncpus`` values, unless the value type is itself an array (then a list
-      is the array value, written to every CPU);
-    * any other single value, written to every CPU.
-    """
-
-    def __init__(self, codec: Any, ncpus: int) -> None:
-        if ncpus <= 0:
-            raise ValueError("ncpus must be positive")
-        self.codec = codec
-        self.ncpus = ncpus
-        self.stride = (codec.size + 7) // 8 * 8
-        self.size = self.stride * ncpus
-        self.root = getattr(codec, "root", "value")
-        t = getattr(codec, "type", None)
-        self._value_is_list = t is not None and isinstance(resolve(t), Array)
-
-    def _split(self, obj: Any) -> list | None:
-        if (
-            isinstance(obj, Mapping)
-            and "per_cpu" in obj
-            and isinstance(obj["per_cpu"], (list, tuple))
-            and set(obj) <= {"per_cpu", "sum"}
-        ):
-            return list(obj["per_cpu"])
-        if isinstance(obj, (list, tuple)) and not self._value_is_list:
-            return list(obj)
-        return None
-
-    def encode_many(self, objs: list) -> list[bytes]:
-        return list(map(self.encode, objs))
-
-    def encode(self, obj: Any) -> bytes:
-        values = self._split(obj)
-        out = bytearray(self.size)
-        if values is None:
-            one = self.codec.encode(obj)
-            for i in range(self.ncpus):
-                out[i * self.stride : i * self.stride + len(one)] = one
-            return bytes(out)
-        if len(values) != self.ncpus:
-            raise CodecError(self.root, f"expected one value per CPU ({self.ncpus}), got {len(values)}")
-        for i, v in enumerate(values):
-            try:
-                raw = self.codec.encode(v)
-            except CodecError as exc:
-                raise CodecError(exc.path.replace(self.root, f"{self.root}[cpu {i}]", 1), exc.problem) from None
-            out[i * self.stride : i * self.stride + len(raw)] = raw
-        return bytes(out)
-
-    def decode(self, data: bytes | bytearray | memoryview, offset: int = 0) -> dict:
-        if len(data) - offset < self.size:
-            raise CodecError(self.root, f"expected {self.size} bytes ({self.ncpus} CPUs), got {len(data) - offset}")
-        dec = self.codec.decode
-        per_cpu = [dec(data, offset + i * self.stride) for i in range(self.ncpus)]
-        return {"per_cpu": per_cpu, "sum": self.codec.aggregate(per_cpu)}
-
-
-class _HexCodec:
-    """Values of maps without BTF: hex strings of exactly ``size`` bytes."""
-
-    type = None
-
-    def __init__(self, size: int, root: str) -> None:
-        self.size = size
-        self.root = root
-
-    def encode_many(self, objs: list) -> list[bytes]:
-        return list(map(self.encode, objs))
-
-    def encode(self, obj: Any) -> bytes:
-        return _hex_to_bytes(obj, self.root, self.size)
-
-    def decode(self, data: bytes | bytearray | memoryview, offset: int = 0) -> str:
-        chunk = bytes(data[offset : offset + self.size])
-        if len(chunk) != self.size:
-            raise CodecError(self.root, f"expected {self.size} bytes, got {len(chunk)}")
-        return chunk.hex()
-
-    def aggregate(self, values: list) -> Any:
-        return values[0]
-
-
-def hexdump_codec(size: int, root: str = "value") -> _HexCodec:
-    return _HexCodec(size, root)
-
-
-class LpmCodec:
-    """LPM trie keys ``struct { u32 prefixlen; <data> }``: CIDR text when the data is one 4 or
-    16-byte field without a non-address format, the struct's dict otherwise (dicts are always
-    accepted on encode)."""
-
-    def __init__(self, inner: Codec, cidr: str | None, data_offset: int, data_size: int) -> None:
-        self.inner = inner
-        self.type = inner.type
-        self.root = inner.root
-        self.size = inner.size
-        self.cidr = cidr
-        self._data = slice(data_offset, data_offset + data_size)
-        self._data_size = data_size
-
-    def encode_many(self, objs: list) -> list[bytes]:
-        return list(map(self.encode, objs))
-
-    def encode(self, obj: Any) -> bytes:
-        if not isinstance(obj, str):
-            return self.inner.encode(obj)
-        if self.cidr is None:
-            raise CodecError(
-                self.root,
-                f"{obj!r}: CIDR strings need a 4 or 16-byte address after prefixlen; "
-                "give a mapping with prefixlen and the data fields",
-            )
-        text = obj.strip()
-        try:
-            net = ipaddress.ip_network(text, strict=True)
-        except ValueError as exc:
-            if "host bits set" in str(exc):
-                raise CodecError(self.root, f"{obj!r} has host bits set") from None
-            raise CodecError(
-                self.root, f"{obj!r} is not an {'IPv4' if self.cidr == 'ipv4' else 'IPv6'} network"
-            ) from None
-        want = 4 if self.cidr == "ipv4" else 6
-        if net.version != want:
-            raise CodecError(self.root, f"{obj!r} is not an IPv{want} network")
-        out = bytearray(self.size)
-        struct.pack_into("=I", out, 0, net.prefixlen)
-        out[self._data] = net.network_address.packed
-        return bytes(out)
-
-    def decode(self, data: bytes | bytearray | memoryview, offset: int = 0) -> Any:
-        if self.cidr is None:
-            return self.inner.decode(data, offset)
-        if len(data) - offset < self.size:
-            raise CodecError(self.root, f"expected {self.size} bytes, got {len(data) - offset}")
-        plen = struct.unpack_from("=I", data, offset)[0]
-        raw = bytes(data[offset + self._data.start : offset + self._data.stop])
-        text = _ipv4_text(raw) if self.cidr == "ipv4" else _ipv6_text(raw)
-        return f"{text}/{plen}"
-
-    def aggregate(self, values: list) -> Any:
-        return values[0]
-
-
-def compile_lpm_codec(t: BtfType, formats: Mapping[str, str] | None = None, root: str = "key") -> LpmCodec:
-    rt = resolve(t)
-    if not isinstance(rt, Struct) or rt.is_union or not rt.members:
-        raise CodecError(root, f"an LPM trie key must be a struct starting with u32 prefixlen, got {type_name(t)}")
-    first = rt.members[0]
-    ft = resolve(first.type)
-    if first.bit_offset != 0 or first.bitfield_size or not isinstance(ft, Int) or ft.size != 4:
-        raise CodecError(
-            root,
-            f"an LPM trie key must start with a u32 prefixlen, got {type_name(first.type)} {first.name or '(anon)'}",
-        )
-    inner = compile_codec(t, formats, root)
-    rest = rt.members[1:]
-    cidr = None
-    data_offset = data_size = 0
-    if len(rest) == 1 and not rest[0].bitfield_size and rest[0].name and rest[0].bit_offset % 8 == 0:
-        data = rest[0]
-        data_size = data.type.size
-        data_offset = data.bit_offset // 8
-        fmt = (formats or {}).get(f"{root}.{data.name}")
-        if (
-            data_size in (4, 16)
-            and fmt in (None, "ipv4" if data_size == 4 else "ipv6")
-            and data_offset + data_size <= rt.size
-        ):
-            cidr = "ipv4" if data_size == 4 else "ipv6"
-    return LpmCodec(inner, cidr, data_offset, data_size)

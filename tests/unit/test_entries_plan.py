@@ -7,9 +7,9 @@ import struct
 import pytest
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning._entries_plan import (
+    Declared,
     PlanError,
     ValueOps,
-    WantEntry,
     given_bit_ranges,
     merge_bytes,
     plan_entries,
@@ -30,13 +30,14 @@ def k(i: int) -> bytes:
     return struct.pack("<I", i)
 
 
-def want(i: int, given: dict) -> WantEntry:
-    return WantEntry(i, k(i), given, CODEC.encode(given))
+def want(*entries: tuple[int, dict]) -> Declared:
+    """Declared entries {key: k(i), value: given} for each (i, given)."""
+    return Declared([k(i) for i, _ in entries], [CODEC.encode(g) for _, g in entries], [g for _, g in entries])
 
 
 def test_merged_adds_updates_and_leaves_the_rest() -> None:
     have = {k(1): CODEC.encode({"packets": 1, "bytes": 10}), k(9): CODEC.encode({"packets": 9})}
-    plan = plan_entries("merged", [want(1, {"bytes": 99}), want(2, {"packets": 2})], have, OPS)
+    plan = plan_entries("merged", want((1, {"bytes": 99}), (2, {"packets": 2})), have, OPS)
     assert plan.counts() == {"added": 1, "updated": 1, "removed": 0, "unchanged": 0}
     upserts = dict(plan.upserts)
     assert CODEC.decode(upserts[k(1)]) == {"packets": 1, "bytes": 99}  # packets kept
@@ -45,35 +46,35 @@ def test_merged_adds_updates_and_leaves_the_rest() -> None:
 
 def test_merged_with_the_same_fields_is_unchanged() -> None:
     have = {k(1): CODEC.encode({"packets": 1, "bytes": 10})}
-    plan = plan_entries("merged", [want(1, {"bytes": 10})], have, OPS)
+    plan = plan_entries("merged", want((1, {"bytes": 10})), have, OPS)
     assert not plan.changed and plan.unchanged == 1
 
 
 def test_replaced_zeroes_fields_not_given() -> None:
     have = {k(1): CODEC.encode({"packets": 1, "bytes": 10})}
-    plan = plan_entries("replaced", [want(1, {"bytes": 10})], have, OPS)
+    plan = plan_entries("replaced", want((1, {"bytes": 10})), have, OPS)
     assert CODEC.decode(dict(plan.upserts)[k(1)]) == {"packets": 0, "bytes": 10}
 
 
 def test_overridden_deletes_undeclared_keys_after_upserts() -> None:
     have = {k(i): CODEC.encode({"packets": i}) for i in range(4)}
-    plan = plan_entries("overridden", [want(1, {"packets": 1}), want(7, {"packets": 7})], have, OPS)
+    plan = plan_entries("overridden", want((1, {"packets": 1}), (7, {"packets": 7})), have, OPS)
     assert plan.counts() == {"added": 1, "updated": 0, "removed": 3, "unchanged": 1}
     assert sorted(plan.deletes) == [k(0), k(2), k(3)]
 
 
 def test_deleted_listed_and_all() -> None:
     have = {k(i): CODEC.encode({"packets": i}) for i in range(3)}
-    plan = plan_entries("deleted", [WantEntry(0, k(1)), WantEntry(1, k(5))], have, OPS)
+    plan = plan_entries("deleted", Declared([k(1), k(5)]), have, OPS)
     assert plan.deletes == [k(1)] and plan.unchanged == 1
-    everything = plan_entries("deleted", [], have, OPS, delete_all=True)
+    everything = plan_entries("deleted", Declared([]), have, OPS, delete_all=True)
     assert sorted(everything.deletes) == sorted(have)
 
 
 def test_arrays_zero_instead_of_deleting() -> None:
     zero = bytes(16)
     have = {k(0): CODEC.encode({"packets": 5}), k(1): zero, k(2): CODEC.encode({"bytes": 1})}
-    plan = plan_entries("overridden", [want(0, {"packets": 5})], have, OPS, array=True, zero_value=zero)
+    plan = plan_entries("overridden", want((0, {"packets": 5})), have, OPS, array=True, zero_value=zero)
     assert plan.deletes == [] and plan.upserts == [(k(2), zero)]
     assert plan.counts() == {"added": 0, "updated": 0, "removed": 1, "unchanged": 2}
 
@@ -85,7 +86,7 @@ def test_padding_garbage_is_not_a_change() -> None:
     written_by_program = b"\x01\xff\xff\xff\x02\x00\x00\x00"  # junk in the three pad bytes
     plan = plan_entries(
         "replaced",
-        [WantEntry(0, k(0), {"a": 1, "b": 2}, codec.encode({"a": 1, "b": 2}))],
+        Declared([k(0)], [codec.encode({"a": 1, "b": 2})], [{"a": 1, "b": 2}]),
         {k(0): written_by_program},
         ops,
     )
@@ -93,7 +94,7 @@ def test_padding_garbage_is_not_a_change() -> None:
 
 
 def test_duplicate_keys_are_refused_naming_both_entries() -> None:
-    entries = [WantEntry(0, k(1), {}, bytes(16)), WantEntry(1, k(2), {}, bytes(16)), WantEntry(2, k(1), {}, bytes(16))]
+    entries = Declared([k(1), k(2), k(1)], [bytes(16)] * 3, [{}] * 3)
     with pytest.raises(PlanError, match=r"entries\[2\].key: the same key as entries\[0\]"):
         plan_entries("merged", entries, {}, OPS)
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ctypes
 import errno as errno_mod
+import struct
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import (
@@ -348,9 +350,7 @@ class BpfMap:
             self._batch_ok["lookup"] = True
             n = count.value
             if n:
-                kraw = ctypes.string_at(keys, n * ks)
-                vraw = ctypes.string_at(values, n * vs)
-                yield [kraw[i : i + ks] for i in range(0, n * ks, ks)], [vraw[i : i + vs] for i in range(0, n * vs, vs)]
+                yield _split(keys, ks, n), _split(values, vs, n)
             if ret == -errno_mod.ENOENT:
                 return
             first = False
@@ -432,3 +432,14 @@ class BpfMap:
 
 class _BatchUnsupported(Exception):
     pass
+
+
+@lru_cache(maxsize=16)
+def _splitter(size: int, count: int) -> struct.Struct:
+    return struct.Struct(f"{size}s" * count)
+
+
+def _split(buffer: Any, size: int, count: int) -> list[bytes]:
+    """`count` consecutive `size`-byte elements of a ctypes buffer as bytes objects, cut in one C call: a slice per
+    element in Python costs five times as much, which a full read of a million entries would notice."""
+    return list(_splitter(size, count).unpack_from(buffer))

@@ -11,27 +11,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from operator import attrgetter
+from itertools import compress, filterfalse, repeat
+from operator import ne
 from typing import Any
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
 
 STATES = ("merged", "replaced", "overridden", "deleted", "gathered")
-_KEY = attrgetter("key")
-_INDEX = attrgetter("index")
 
 
-class WantEntry:
-    """One declared entry: its position in the input (for errors), encoded key, and the value as given and as
-    encoded on its own (fields not given are zero). A slotted class: there can be millions."""
+class Declared:
+    """The declared entries as columns: encoded keys, encoded values (fields not given are zero) and the values as
+    given, where position i is entries[i] of the input. Millions of entries cost three lists, not an object each;
+    `values` and `given` are None for state=deleted."""
 
-    __slots__ = ("given", "index", "key", "value")
+    __slots__ = ("given", "keys", "values")
 
-    def __init__(self, index: int, key: bytes, given: Any = None, value: bytes | None = None) -> None:
-        self.index = index
-        self.key = key
+    def __init__(self, keys: list[bytes], values: list[bytes] | None = None, given: list[Any] | None = None) -> None:
+        self.keys = keys
+        self.values = values
         self.given = given
-        self.value = value
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
 
 @dataclass
@@ -156,22 +158,22 @@ def _same(ops: ValueOps, have: bytes, want: bytes) -> bool:
     return have == want or ops.decode(have) == ops.decode(want)
 
 
-def _index_keys(want: list[WantEntry]) -> dict[bytes, int]:
-    """{key: entry index}, refusing a key declared twice (the second would silently win otherwise)."""
-    index = dict(zip(map(_KEY, want), map(_INDEX, want)))
-    if len(index) == len(want):
-        return index
+def _declared_keys(keys: list[bytes]) -> set[bytes]:
+    """The set of declared keys, refusing a key declared twice (the second would silently win otherwise)."""
+    keyset = set(keys)
+    if len(keyset) == len(keys):
+        return keyset
     seen: dict[bytes, int] = {}
-    for entry in want:
-        first = seen.setdefault(entry.key, entry.index)
-        if first != entry.index:
-            raise PlanError(f"entries[{entry.index}].key: the same key as entries[{first}]")
-    return seen
+    for index, key in enumerate(keys):
+        first = seen.setdefault(key, index)
+        if first != index:
+            raise PlanError(f"entries[{index}].key: the same key as entries[{first}]")
+    raise AssertionError("unreachable: a duplicate was counted but not found")
 
 
 def plan_entries(
     state: str,
-    want: list[WantEntry],
+    want: Declared,
     have: dict[bytes, bytes],
     ops: ValueOps,
     *,
@@ -183,52 +185,81 @@ def plan_entries(
     """The plan for hash-like maps and arrays (array=True: every key exists; deleting writes zero_value).
 
     `delete_all` is state=deleted with no entries listed: empty the map. `track_changes` records before/after of
-    each change for diffs; without it only counts and writes are planned (large rule sets, no diff asked)."""
-    declared = _index_keys(want)
+    each change for diffs; without it only counts and writes are planned (large rule sets, no diff asked).
+
+    Entries are compared as encoded bytes in C-level passes (one dict lookup and one bytes comparison per declared
+    key); only entries whose bytes differ reach the Python loop that merges, compares decoded values and records
+    changes, so a no-op over a million entries runs no Python code per entry."""
+    keys = want.keys
+    keyset = _declared_keys(keys)
     plan = EntriesPlan()
-    upsert = plan.upserts.append
     change = plan.changes.append if track_changes else _discard
     if state in ("merged", "replaced", "overridden"):
-        merging = state == "merged"
-        get = have.get
-        added = unchanged = updated = 0
-        # The loop runs once per declared entry (millions for large rule sets): locals, and no change records
-        # unless a diff was asked for.
-        for entry in want:
-            new = entry.value
-            if new is None:
-                raise PlanError(f"entries[{entry.index}].value: required for state={state}")
-            current = get(entry.key)
-            if current is None:
-                upsert((entry.key, new))
-                if track_changes:
-                    change(Change(entry.key, None, new))
-                added += 1
-            elif current == new:
-                unchanged += 1
-            else:
-                if merging:
-                    new = merge_bytes(ops, current, entry.given, new)
-                if _same(ops, current, new):
-                    unchanged += 1
-                else:
-                    upsert((entry.key, new))
-                    change(Change(entry.key, current, new))
-                    updated += 1
-        plan.added, plan.unchanged, plan.updated = added, unchanged, updated
+        values = want.values
+        if values is None or None in values:
+            first = 0 if values is None else values.index(None)
+            raise PlanError(f"entries[{first}].value: required for state={state}")
+        _plan_upserts(plan, change, want, values, have, ops, merging=state == "merged", track_changes=track_changes)
     if state == "overridden" or (state == "deleted" and delete_all):
-        keep = declared if state == "overridden" else {}
-        for key, current in have.items():
-            if key not in keep:
-                _remove(plan, change, key, current, array, zero_value, ops)
+        keep = keyset if state == "overridden" else set()
+        gone = list(filterfalse(keep.__contains__, have))
+        if not array:
+            plan.deletes = gone
+            plan.removed = len(gone)
+            if track_changes:
+                plan.changes.extend(Change(key, have[key], None) for key in gone)
+        else:
+            for key in gone:
+                _remove(plan, change, key, have[key], array, zero_value, ops)
     elif state == "deleted":
-        for entry in want:
-            current = have.get(entry.key)
-            if current is None:
-                plan.unchanged += 1
-            else:
-                _remove(plan, change, entry.key, current, array, zero_value, ops)
+        present = list(compress(keys, map(have.__contains__, keys)))
+        plan.unchanged += len(keys) - len(present)
+        for key in present:
+            _remove(plan, change, key, have[key], array, zero_value, ops)
     return plan
+
+
+def _plan_upserts(
+    plan: EntriesPlan,
+    change: Callable[[Change], None],
+    want: Declared,
+    values: list[bytes],
+    have: dict[bytes, bytes],
+    ops: ValueOps,
+    *,
+    merging: bool,
+    track_changes: bool,
+) -> None:
+    keys = want.keys
+    if not have:  # an empty map (a first run): every entry is new
+        plan.upserts = list(zip(keys, values))
+        plan.added = len(keys)
+        if track_changes:
+            plan.changes.extend(map(Change, keys, repeat(None), values))
+        return
+    current_values = list(map(have.get, keys))
+    differ = list(compress(range(len(keys)), map(ne, current_values, values)))
+    given = want.given if want.given is not None else [None] * len(keys)
+    upsert = plan.upserts.append
+    added = updated = 0
+    unchanged = len(keys) - len(differ)
+    for i in differ:
+        key, new, current = keys[i], values[i], current_values[i]
+        if current is None:
+            upsert((key, new))
+            if track_changes:
+                change(Change(key, None, new))
+            added += 1
+            continue
+        if merging:
+            new = merge_bytes(ops, current, given[i], new)
+        if _same(ops, current, new):
+            unchanged += 1
+        else:
+            upsert((key, new))
+            change(Change(key, current, new))
+            updated += 1
+    plan.added, plan.unchanged, plan.updated = added, unchanged, updated
 
 
 def _discard(_change: Change) -> None:

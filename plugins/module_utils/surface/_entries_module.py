@@ -21,7 +21,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning import _entries_plan
-from ansible_collections.cnf.ebpf.plugins.module_utils.planning._entries_plan import STATES, Change, ValueOps, WantEntry
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning._entries_plan import STATES, Change, Declared, ValueOps
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._entries import (
     ARRAY_KINDS,
@@ -159,50 +159,56 @@ def _field(entry: Any, index: int, name: str, required: bool) -> Any:
 
 _GET_KEY = itemgetter("key")
 _GET_VALUE = itemgetter("value")
+_DICT_ONLY = {dict}
 
 
-def encode_entries(emap: EntryMap, entries: list[Any], state: str) -> list[WantEntry]:
+def encode_entries(emap: EntryMap, entries: list[Any], state: str) -> Declared:
     """Encode every declared entry; the first bad one fails the task naming its index and field.
 
     Large rule sets (millions of entries) are encoded column-wise, all keys then all values, with C-level map()
     calls; when anything in that pass is off, the entries are encoded again one by one, which finds the first bad
     entry and says which it is."""
     need_value = state in ("merged", "replaced", "overridden")
-    if entries and set(map(type, entries)) == {dict} and _ENTRY_FIELDS.issuperset(set().union(*entries)):
+    if entries and set(map(type, entries)) == _DICT_ONLY:
+        # {key, value} in every entry (the usual shape): checked by size and by the two lookups, cheaper than a
+        # union of every entry's field names, which the other shapes get
+        lengths = set(map(len, entries))
+        usual = need_value and lengths == {2}
         try:
-            keys = emap.encode_keys(list(map(_GET_KEY, entries)))
-            if not need_value:
-                return [WantEntry(index, key) for index, key in enumerate(keys)]
-            given = list(map(_GET_VALUE, entries))
-            if None not in given:
-                values = emap.encode_values(given)
-                return list(map(WantEntry, range(len(keys)), keys, given, values))
+            if usual or _ENTRY_FIELDS.issuperset(set().union(*entries)):
+                keys = emap.encode_keys(list(map(_GET_KEY, entries)))
+                if not need_value:
+                    return Declared(keys)
+                given = list(map(_GET_VALUE, entries))
+                if None not in given:
+                    return Declared(keys, emap.encode_values(given), given)
         except (KeyError, CodecError):
             pass  # explained below, entry by entry
     return _encode_entries_one_by_one(emap, entries, need_value)
 
 
-def _encode_entries_one_by_one(emap: EntryMap, entries: list[Any], need_value: bool) -> list[WantEntry]:
+def _encode_entries_one_by_one(emap: EntryMap, entries: list[Any], need_value: bool) -> Declared:
     encode_key = emap.encode_key
     encode_value = emap.encode_value
     fields = _ENTRY_FIELDS
-    want = []
-    append = want.append
+    keys: list[bytes] = []
+    values: list[bytes] = []
+    given: list[Any] = []
     index = 0
     try:
         for index, entry in enumerate(entries):
             if entry.__class__ is not dict or "key" not in entry or not fields.issuperset(entry):
                 _field(entry, index, "key", True)
+            keys.append(encode_key(entry["key"]))
             if need_value:
                 value_obj = entry.get("value")
                 if value_obj is None:
                     _field(entry, index, "value", True)
-                append(WantEntry(index, encode_key(entry["key"]), value_obj, encode_value(value_obj)))
-            else:
-                append(WantEntry(index, encode_key(entry["key"])))
+                values.append(encode_value(value_obj))
+                given.append(value_obj)
     except CodecError as exc:
         raise EntriesError(f"entries[{index}].{exc}") from exc
-    return want
+    return Declared(keys, values, given) if need_value else Declared(keys)
 
 
 def encode_queue_values(emap: EntryMap, entries: list[Any]) -> list[bytes]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning._entries_plan import (
     Declared,
@@ -173,3 +175,77 @@ def test_queue_merged_pushes_and_deleted_drains() -> None:
     assert not plan_queue("deleted", [], [], True).changed
     with pytest.raises(PlanError):
         plan_queue("deleted", [b"a"], [b"x"], True)
+
+
+# --- the C-level passes against the plain per-entry definition of each state ----------------------------------------
+
+
+def _reference(state: str, want: list[tuple[int, dict]], have: dict[bytes, bytes]) -> tuple[dict, list, dict]:
+    """What each state means, entry by entry: (upserts as {key: decoded value}, sorted deletes, counts)."""
+    upserts: dict[bytes, dict] = {}
+    deletes: list[bytes] = []
+    counts = {"added": 0, "updated": 0, "removed": 0, "unchanged": 0}
+    for i, fields in want:
+        key = k(i)
+        current = CODEC.decode(have[key]) if key in have else None
+        if state == "deleted":
+            if current is None:
+                counts["unchanged"] += 1
+            else:
+                deletes.append(key)
+                counts["removed"] += 1
+            continue
+        new = {"packets": 0, "bytes": 0, **fields}
+        if state == "merged" and current is not None:
+            new = {**current, **fields}
+        if current is None:
+            upserts[key] = new
+            counts["added"] += 1
+        elif current == new:
+            counts["unchanged"] += 1
+        else:
+            upserts[key] = new
+            counts["updated"] += 1
+    if state == "overridden":
+        declared = {k(i) for i, _ in want}
+        for key in have:
+            if key not in declared:
+                deletes.append(key)
+                counts["removed"] += 1
+    return upserts, sorted(deletes), counts
+
+
+_FIELDS = st.fixed_dictionaries({}, optional={"packets": st.integers(0, 3), "bytes": st.integers(0, 3)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    state=st.sampled_from(["merged", "replaced", "overridden", "deleted"]),
+    want_map=st.dictionaries(st.integers(0, 12), _FIELDS, max_size=10),
+    have_map=st.dictionaries(st.integers(0, 12), _FIELDS, max_size=10),
+    track=st.booleans(),
+)
+def test_plan_matches_the_per_entry_definition(
+    state: str, want_map: dict[int, dict], have_map: dict[int, dict], track: bool
+) -> None:
+    have = {k(i): CODEC.encode(v) for i, v in have_map.items()}
+    pairs = list(want_map.items())
+    declared = Declared([k(i) for i, _ in pairs]) if state == "deleted" else want(*pairs)
+    plan = plan_entries(state, declared, have, OPS, track_changes=track)
+    upserts, deletes, counts = _reference(state, pairs, have)
+    assert {key: CODEC.decode(value) for key, value in plan.upserts} == upserts
+    assert len(plan.upserts) == len(upserts)  # no key written twice
+    assert sorted(plan.deletes) == deletes
+    assert plan.counts() == counts
+    if track:
+        assert {c.key for c in plan.changes} == set(upserts) | set(deletes)
+        for c in plan.changes:
+            assert c.before == have.get(c.key)
+    else:
+        assert plan.changes == []
+
+
+def test_a_missing_value_is_named_by_its_entry() -> None:
+    declared = Declared([k(1), k(2)], [bytes(16), None], [{}, None])  # type: ignore[list-item]
+    with pytest.raises(PlanError, match=r"entries\[1\].value: required for state=merged"):
+        plan_entries("merged", declared, {}, OPS)

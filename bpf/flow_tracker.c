@@ -3,7 +3,13 @@
 //
 // Parses Ethernet (up to two 802.1Q/802.1ad tags), IPv4 (ihl-aware, non-first fragments have no ports) and IPv6
 // (the next header is taken as the L4 protocol, no extension header walk), then TCP/UDP ports or ICMP/ICMPv6
-// identifiers into a struct flow_key, and counts packets and bytes per flow in the LRU hash `flows`.
+// identifiers into a struct flow_key, and counts packets and bytes per flow in the per-CPU LRU hash `flows`.
+//   Each CPU keeps its own flow_stats for a flow (no atomics, no cache line bouncing between CPUs): packets and
+//   bytes are the sums over CPUs, first_seen the smallest non-zero first_seen, last_seen the largest (a CPU that
+//   never saw the flow has an all-zero slot). cnf.ebpf.flow_tracker's gather combines them so.
+//   Timestamps (first_seen, last_seen, event timestamps) are bpf_ktime_get_ns() (CLOCK_MONOTONIC) read once per
+//   jiffy per CPU and cached in `clock_cache`: their resolution is one tick (4 ms at HZ=250), and a packet pays an
+//   inlined jiffies read instead of a clock read (see docs/performance.md).
 //   ICMP/ICMPv6 keys: src_port = echo identifier (0 for non-echo messages), dst_port = htons(type << 8 | code).
 //   bytes are frame bytes as XDP sees them (data_end - data: Ethernet header included, no FCS).
 // `if_counters` counts every packet per ingress ifindex % 256. `config` (entry 0) can disable tracking, turn on
@@ -61,6 +67,11 @@ struct tracker_config {
 	__u32 sample_rate;
 };
 
+struct clock_cache {
+	__u64 jiffies;	/* bpf_jiffies64() when ns was read */
+	__u64 ns;	/* bpf_ktime_get_ns() then */
+};
+
 struct flow_event {
 	struct flow_key key;
 	__u64 timestamp;
@@ -87,7 +98,7 @@ struct vlan_hdr {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct flow_key);
 	__type(value, struct flow_stats);
@@ -118,6 +129,39 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } event_drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct clock_cache);
+} clock_cache SEC(".maps");
+
+/* The time now to one tick: the clock is read on a CPU's first packet of each jiffy (bpf_jiffies64 is inlined). */
+static __always_inline __u64 tick_ns(void)
+{
+	__u32 zero = 0;
+	struct clock_cache *c = bpf_map_lookup_elem(&clock_cache, &zero);
+	__u64 j = bpf_jiffies64();
+
+	if (!c)
+		return bpf_ktime_get_ns();
+	if (c->jiffies != j) {
+		c->jiffies = j; /* per-CPU slot */
+		c->ns = bpf_ktime_get_ns();
+	}
+	return c->ns;
+}
+
+/* One packet into this CPU's slot of a flow (plain adds: no other CPU writes it). */
+static __always_inline void count_packet(struct flow_stats *st, __u64 now, __u32 pkt_len)
+{
+	if (!st->packets)
+		st->first_seen = now; /* the flow's first packet on this CPU */
+	st->packets += 1;
+	st->bytes += pkt_len;
+	st->last_seen = now;
+}
 
 /* Not inlined so that struct flow_event is in the BTF (a function signature), for decoding the events. */
 static __noinline int fill_event(struct flow_event *ev, const struct flow_key *key, __u64 now, __u32 ifindex,
@@ -297,9 +341,13 @@ int flow_tracker(struct xdp_md *ctx)
 	if (parse_packet(ctx, &key) < 0)
 		return XDP_PASS;
 
-	now = bpf_ktime_get_ns();
-	st = bpf_map_lookup_elem(&flows, &key);
-	if (!st) {
+	now = tick_ns();
+	st = bpf_map_lookup_elem(&flows, &key); /* this CPU's slot */
+	if (st) {
+		count_packet(st, now, pkt_len);
+		return XDP_PASS;
+	}
+	{
 		struct flow_stats fresh = {
 			.packets = 1,
 			.bytes = pkt_len,
@@ -307,19 +355,17 @@ int flow_tracker(struct xdp_md *ctx)
 			.last_seen = now,
 		};
 
+		/* sets this CPU's slot, zeroes the others */
 		if (bpf_map_update_elem(&flows, &key, &fresh, BPF_NOEXIST) == 0) {
 			if (events)
 				emit_new_flow(&key, now, ifindex, pkt_len);
 			return XDP_PASS;
 		}
-		/* another CPU created it in between */
-		st = bpf_map_lookup_elem(&flows, &key);
-		if (!st)
-			return XDP_PASS;
 	}
-	__sync_fetch_and_add(&st->packets, 1);
-	__sync_fetch_and_add(&st->bytes, pkt_len);
-	st->last_seen = now;
+	/* another CPU created it in between: count into this CPU's (zeroed) slot */
+	st = bpf_map_lookup_elem(&flows, &key);
+	if (st)
+		count_packet(st, now, pkt_len);
 	return XDP_PASS;
 }
 

@@ -110,6 +110,13 @@ options:
         description: How per-CPU values are combined.
         type: str
         choices: [sum, max, min, none]
+      aggregate_fields:
+        description:
+          - "How named fields of per-CPU struct values are combined instead: field name to V(sum), V(max), V(min) or
+            V(min_nonzero) (the smallest non-zero value, 0 when all are zero), for values that mix counters and
+            timestamps, such as C({first_seen: min_nonzero, last_seen: max}) for flows that each CPU counts in its
+            own slot (a CPU that never saw the flow has zeros). Ignored with O(maps[].aggregate=none)."
+        type: dict
       netns:
         description:
           - Named network namespace in which the interface indexes of a devmap or devmap_hash are turned into names

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 
 from pyroute2 import netns as pyroute2_netns
@@ -101,18 +101,24 @@ class VethPair:
         ip("-n", self.ns_b, "neigh", "replace", addr_a, "lladdr", mac_a, "dev", self.if_b, "nud", "permanent")
         return addr_a, addr_b
 
-    def send_udp(self, ns: str, dst: str, port: int, count: int, payload: bytes = b"cnf-test") -> int:
-        return send_udp(ns, dst, port, count, payload)
+    def send_udp(
+        self, ns: str, dst: str, port: int, count: int, payload: bytes = b"cnf-test", cpus: Sequence[int] = ()
+    ) -> int:
+        return send_udp(ns, dst, port, count, payload, cpus)
 
-    def udp_through(self, dst: str, count: int, port: int = 9100) -> tuple[int, float]:
+    def udp_through(self, dst: str, count: int, port: int = 9100, cpus: Sequence[int] = ()) -> tuple[int, float]:
         """`count` datagrams from side a to `dst` (an address of side b) as fast as Python sends them: how many side
-        b's socket received, and how long the send loop took (first to last datagram)."""
+        b's socket received, and how long the send loop took (first to last datagram). `cpus`: as in send_udp."""
         code = (
-            "import socket,sys,time\n"
+            "import os,socket,sys,time\n"
             "s=socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET,socket.SOCK_DGRAM)\n"
             "dst=(sys.argv[1],int(sys.argv[2]))\n"
+            "n,cpus,cur=int(sys.argv[3]),[int(c) for c in sys.argv[4].split(',') if c],None\n"
             "start=time.monotonic()\n"
-            "for i in range(int(sys.argv[3])): s.sendto(b'cnf-test',dst)\n"
+            "for i in range(n):\n"
+            "    cpu=cpus[i*len(cpus)//n] if cpus else None\n"
+            "    if cpu!=cur: os.sched_setaffinity(0,{cpu}); cur=cpu\n"
+            "    s.sendto(b'cnf-test',dst)\n"
             "print(time.monotonic()-start)\n"
         )
         with entered(self.ns_b):
@@ -120,7 +126,19 @@ class VethPair:
         try:
             sock.bind((dst, port))
             proc = subprocess.run(
-                ["ip", "netns", "exec", self.ns_a, sys.executable, "-c", code, dst, str(port), str(count)],
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.ns_a,
+                    sys.executable,
+                    "-c",
+                    code,
+                    dst,
+                    str(port),
+                    str(count),
+                    ",".join(map(str, cpus)),
+                ],
                 check=True,
                 capture_output=True,
                 text=True,
@@ -133,18 +151,25 @@ class VethPair:
         return receiver(ns, addr, ports)
 
 
-def send_udp(ns: str, dst: str, port: int, count: int, payload: bytes = b"cnf-test") -> int:
+def send_udp(ns: str, dst: str, port: int, count: int, payload: bytes = b"cnf-test", cpus: Sequence[int] = ()) -> int:
     """`count` datagrams (IPv4 or IPv6, by `dst`) from one socket in a subprocess in `ns` (ip netns exec: it
-    needs no pins); returns the source port they were sent from."""
+    needs no pins); returns the source port they were sent from. With `cpus`, the sender runs on each of them in
+    turn for an equal share of the datagrams (a veth peer's XDP program runs on the sending CPU): one flow seen
+    by several CPUs."""
     code = (
-        "import socket,sys\n"
+        "import os,socket,sys\n"
         "s=socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET,socket.SOCK_DGRAM)\n"
         "s.bind(('::' if ':' in sys.argv[1] else '0.0.0.0',0))\n"
-        "for i in range(int(sys.argv[3])): s.sendto(sys.argv[4].encode(),(sys.argv[1],int(sys.argv[2])))\n"
+        "n,cpus,cur=int(sys.argv[3]),[int(c) for c in sys.argv[5].split(',') if c],None\n"
+        "for i in range(n):\n"
+        "    cpu=cpus[i*len(cpus)//n] if cpus else None\n"
+        "    if cpu!=cur: os.sched_setaffinity(0,{cpu}); cur=cpu\n"
+        "    s.sendto(sys.argv[4].encode(),(sys.argv[1],int(sys.argv[2])))\n"
         "print(s.getsockname()[1])\n"
     )
+    args = [dst, str(port), str(count), payload.decode(), ",".join(map(str, cpus))]
     proc = subprocess.run(
-        ["ip", "netns", "exec", ns, sys.executable, "-c", code, dst, str(port), str(count), payload.decode()],
+        ["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
         check=True,
         capture_output=True,
         text=True,

@@ -1,10 +1,13 @@
 """bpf/flow_tracker.c with real packets: the XDP flow tracker on a veth pair counts every 5-tuple sent to it (UDP over
 IPv4 and IPv6, ICMP echo, a TCP SYN) with exact packet and byte counts, counts per interface, passes every packet and
-emits one ring buffer event per new flow without a drop."""
+emits one ring buffer event per new flow without a drop. A flow whose packets arrive on several CPUs is counted in
+each CPU's slot, and bpf_facts (as the flow_tracker role gathers it) sums the counters and takes the earliest
+first_seen and the latest last_seen."""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import subprocess
 import sys
@@ -104,22 +107,32 @@ def gathered(app: dict[str, Any], mapname: str, **args: Any) -> list[dict[str, A
     return result["entries"]
 
 
-def read_flows(app: dict[str, Any]) -> dict[tuple, dict[str, int]]:
-    """Flows as {(family, proto, src, dst, src_port, dst_port): stats}."""
+def combined(value: dict[str, Any]) -> dict[str, int]:
+    """One flow's per-CPU slots as one flow_stats: counters summed, the earliest first_seen of the CPUs that saw it,
+    the latest last_seen."""
+    slots = value["per_cpu"]
+    assert value["sum"]["packets"] == sum(s["packets"] for s in slots)
+    return {
+        "packets": sum(s["packets"] for s in slots),
+        "bytes": sum(s["bytes"] for s in slots),
+        "first_seen": min((s["first_seen"] for s in slots if s["packets"]), default=0),
+        "last_seen": max(s["last_seen"] for s in slots),
+    }
+
+
+def flow_tuple(key: dict[str, Any]) -> tuple:
+    return (key["family"], key["proto"], key["src"], key["dst"], key["src_port"], key["dst_port"])
+
+
+def read_flows(app: dict[str, Any], per_cpu: bool = False) -> dict[tuple, Any]:
+    """Flows as {(family, proto, src, dst, src_port, dst_port): stats} (the per-CPU slots combined, or as read)."""
     entries = gathered(app, "flows", formats={"key.src": "ip", "key.dst": "ip"})
     flows = {}
     for entry in entries:
         key = entry["key"]
-        tup = (
-            key["family"],
-            key["proto"],
-            key["src"],
-            key["dst"],
-            key["src_port"],
-            key["dst_port"],
-        )
+        tup = flow_tuple(key)
         assert tup not in flows
-        flows[tup] = entry["value"]
+        flows[tup] = entry["value"] if per_cpu else combined(entry["value"])
     return flows
 
 
@@ -225,3 +238,63 @@ def test_flow_tracker_counts_every_flow_and_passes_every_packet(app: dict[str, A
     # before the capture has its event, and every event is a flow that exists afterwards.
     assert set(flows) <= set(seen) <= set(read_flows(app)), set(seen) ^ set(flows)
     assert events["lost"] == 0
+
+
+def test_one_flow_on_two_cpus_is_counted_per_cpu_and_summed_by_facts(app: dict[str, Any], veth: VethPair) -> None:
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    deployed = run_module("bpf_program", dict(app, src=SRC))
+    assert deployed.get("failed") is not True, deployed
+    assert deployed["state"]["maps"]["flows"]["action"] == "create"
+    attach = dict(app, program=f"{app['name']}/flow_tracker", kind="xdp", interface=veth.if_b, netns=veth.ns_b)
+    attach.pop("name")
+    assert run_module("bpf_attach", attach).get("failed") is not True
+
+    with veth.receiver(veth.ns_b, veth.addr_b, [7111]) as socks:
+        sport = veth.send_udp(veth.ns_a, veth.addr_b, 7111, 12, PAYLOAD, cpus=cpus)  # 6 from each CPU
+        assert drain(socks[7111]) == 12
+    key = (AF_INET, PROTO_UDP, veth.addr_a, veth.addr_b, sport, 7111)
+    value = read_flows(app, per_cpu=True)[key]
+    slots = value["per_cpu"]
+    assert value["sum"]["packets"] == 12 and value["sum"]["bytes"] == 12 * UDP_V4_FRAME
+    # the XDP program of a veth peer runs on the sending CPU: both CPUs have their own part of the flow
+    assert all(slots[cpu]["packets"] > 0 for cpu in cpus), slots
+    for slot in slots:
+        assert slot["bytes"] == slot["packets"] * UDP_V4_FRAME
+        assert (slot["first_seen"] > 0 and slot["last_seen"] >= slot["first_seen"]) or slot == {
+            "packets": 0,
+            "bytes": 0,
+            "first_seen": 0,
+            "last_seen": 0,
+        }
+    assert slots[cpus[1]]["first_seen"] >= slots[cpus[0]]["first_seen"]  # CPU 1 sent after CPU 0
+
+    facts = run_module(
+        "bpf_facts",
+        {
+            "gather_subset": ["contents"],
+            "maps": [
+                {
+                    "path": f"/sys/fs/bpf/cnf/{app['name']}/maps/flows",
+                    "formats": {"key.src": "ip", "key.dst": "ip"},
+                    "aggregate_fields": {"first_seen": "min_nonzero", "last_seen": "max"},
+                    "top": 10,
+                    "sort_by": "bytes",
+                }
+            ],
+        },
+    )
+    assert facts.get("failed") is not True, facts
+    (entry,) = [
+        e
+        for e in facts["ansible_facts"]["bpf"]["contents"][f"/sys/fs/bpf/cnf/{app['name']}/maps/flows"]["entries"]
+        if flow_tuple(e["key"]) == key
+    ]
+    assert entry["value"] == {
+        "packets": 12,
+        "bytes": 12 * UDP_V4_FRAME,
+        "first_seen": min(slots[cpu]["first_seen"] for cpu in cpus),
+        "last_seen": max(slots[cpu]["last_seen"] for cpu in cpus),
+    }
+    assert entry["value"] == combined(value)

@@ -1,5 +1,6 @@
 """The fleet_report role over real gathered facts: the flow_tracker and xdp_filter roles run on a veth sandbox with
-gathering on, traffic passes, and the report's JSON and CSV hold exactly the flows and rule hits that traffic made.
+gathering on, traffic passes, and the report's JSON and CSV hold exactly the flows and rule hits that traffic made
+(the tracked flow is sent from two CPUs, so its totals are the sums of the tracker's per-CPU slots).
 Headless Chromium renders the HTML page: no console errors, the charts are there with one bar per row; a screenshot
 is kept in .build/artifacts/ for CI."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, run_role
+from .conftest import REPO, run_module, run_role
 from .netns import VethPair
 
 ARTIFACTS = REPO / ".build" / "artifacts"
@@ -42,7 +44,8 @@ def report(tmp_path: Path, veth: VethPair) -> Iterator[Path]:
     try:
         deployed = run_role(tmp_path, roles, host_vars=cnf_vars)
         assert deployed.rc == 0, deployed.stdout
-        assert veth.udp_through(veth.addr_b, 40)[0] == 40  # a -> b: tracked
+        cpus = sorted(os.sched_getaffinity(0))[:2]
+        assert veth.udp_through(veth.addr_b, 40, cpus=cpus)[0] == 40  # a -> b: tracked, 20 from each CPU
         reverse = VethPair.__new__(VethPair)  # the same pair seen from side b (b sends, a receives)
         reverse.__dict__.update(
             ns_a=veth.ns_b, ns_b=veth.ns_a, if_a=veth.if_b, if_b=veth.if_a, addr_a=veth.addr_b, addr_b=veth.addr_a
@@ -61,6 +64,9 @@ def report(tmp_path: Path, veth: VethPair) -> Iterator[Path]:
         # Only the first report changed (its directory, report.json, the CSV loop, report.html): the CNFs were as
         # declared, and the second report, from the same facts, rewrote nothing.
         assert gathered.rc == 0 and gathered.changed == 4, gathered.stdout
+        raw = run_module("bpf_map_entries", {"path": f"/sys/fs/bpf/cnf/rft{tag}/maps/flows", "state": "gathered"})
+        (slots,) = [e["value"]["per_cpu"] for e in raw["entries"] if e["key"]["dst_port"] == 9100]
+        assert [s["packets"] for s in slots if s["packets"]] == [40 // len(cpus)] * len(cpus), slots  # one part per CPU
         yield dest
     finally:
         removed = run_role(

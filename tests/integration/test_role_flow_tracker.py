@@ -1,11 +1,14 @@
 """The flow_tracker role against this host: deployed on an interface of a veth sandbox, it reports exactly the flows
-sent through it (5-tuples, packets, bytes; IPv4 and IPv6) in flow_tracker_report, a second run and a check-mode run
-change nothing, an interface dropped from the list is detached, and state=absent leaves no pin behind."""
+sent through it (5-tuples, packets, bytes; IPv4 and IPv6) in flow_tracker_report, a flow sent from two CPUs with its
+per-CPU slots combined (counters summed, the earliest first_seen, the latest last_seen), a second run and a
+check-mode run change nothing, an interface dropped from the list is detached, and state=absent leaves no pin
+behind."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import RoleRun, run_role
+from .conftest import RoleRun, run_module, run_role
 from .netns import VethPair, ip
 
 PAYLOAD = b"cnf-role-flow"
@@ -21,6 +24,8 @@ V4_FRAME = 14 + 20 + 8 + len(PAYLOAD)
 V6_FRAME = 14 + 40 + 8 + len(PAYLOAD)
 SENT_V4 = {7201: 12, 7202: 5, 7203: 1}
 SENT_V6 = {7206: 9}
+SPREAD_PORT = 7201  # sent from two CPUs (when there are two)
+CPUS = sorted(os.sched_getaffinity(0))[:2]
 
 
 class Tracker:
@@ -71,9 +76,13 @@ def test_flow_tracker_role_reports_the_flows_sent(tracker: Tracker, veth: VethPa
 
     addr_a, addr_b = veth.add_ipv6()
     expected = {}
+    spread_key = None
     for port, count in SENT_V4.items():
-        sport = veth.send_udp(veth.ns_a, veth.addr_b, port, count, PAYLOAD)
+        cpus = CPUS if port == SPREAD_PORT else ()
+        sport = veth.send_udp(veth.ns_a, veth.addr_b, port, count, PAYLOAD, cpus=cpus)
         expected[(2, 17, veth.addr_a, sport, veth.addr_b, port)] = (count, count * V4_FRAME)
+        if cpus:
+            spread_key = (veth.addr_a, sport, port)
     for port, count in SENT_V6.items():
         sport = veth.send_udp(veth.ns_a, addr_b, port, count, PAYLOAD)
         expected[(10, 17, addr_a, sport, addr_b, port)] = (count, count * V6_FRAME)
@@ -89,6 +98,30 @@ def test_flow_tracker_role_reports_the_flows_sent(tracker: Tracker, veth: VethPa
         tup = (key["family"], key["proto"], key["src"], key["src_port"], key["dst"], key["dst_port"])
         seen[tup] = (value["packets"], value["bytes"])
     assert seen == expected
+    # The flow sent from two CPUs: each CPU's slot has its part; the report combined them.
+    raw = run_module(
+        "bpf_map_entries",
+        {
+            "path": f"/sys/fs/bpf/cnf/{tracker.name}/maps/flows",
+            "state": "gathered",
+            "formats": {"key.src": "ip", "key.dst": "ip"},
+        },
+    )
+    assert raw.get("failed") is not True, raw
+    (slots,) = [
+        e["value"]["per_cpu"]
+        for e in raw["entries"]
+        if (e["key"]["src"], e["key"]["src_port"], e["key"]["dst_port"]) == spread_key
+    ]
+    (spread,) = [f["value"] for f in report["flows"] if (f["key"]["src_port"], f["key"]["dst_port"]) == spread_key[1:]]
+    assert [s["packets"] > 0 for s in slots].count(True) == len(CPUS), slots
+    assert spread == {
+        "packets": SENT_V4[SPREAD_PORT],
+        "bytes": SENT_V4[SPREAD_PORT] * V4_FRAME,
+        "first_seen": min(s["first_seen"] for s in slots if s["packets"]),
+        "last_seen": max(s["last_seen"] for s in slots),
+    }
+    assert 0 < spread["first_seen"] <= spread["last_seen"]
     ranked = [f["value"]["bytes"] for f in report["flows"]]
     assert ranked == sorted(ranked, reverse=True)  # the top of the table, largest first
     ifindex = int(veth.link_json(veth.ns_b, veth.if_b)["ifindex"])

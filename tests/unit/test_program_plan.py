@@ -40,10 +40,10 @@ U32 = _schema.type_from_schema("u32", path="key")
 STATE = {"object_digest": "a" * 64, "constants": {"port": 53}, "map_sizes": {}, "programs": {"xdp_main": {"id": 10}}}
 
 
-def spec(value_t: _btf.BtfType, max_entries: int = 16) -> MapSpec:
+def spec(value_t: _btf.BtfType, max_entries: int = 16, map_type: str = "hash") -> MapSpec:
     return MapSpec(
         path="/sys/fs/bpf/cnf/app/maps/stats",
-        type="hash",
+        type=map_type,
         name="stats",
         key_size=4,
         value_size=value_t.size,
@@ -53,10 +53,10 @@ def spec(value_t: _btf.BtfType, max_entries: int = 16) -> MapSpec:
     )
 
 
-def state(value_t: _btf.BtfType, max_entries: int = 16) -> MapState:
+def state(value_t: _btf.BtfType, max_entries: int = 16, map_type: str = "hash") -> MapState:
     info = {
         "id": 3,
-        "type": "hash",
+        "type": map_type,
         "name": "stats",
         "key_size": 4,
         "value_size": value_t.size,
@@ -100,6 +100,35 @@ def test_maps_are_reused_only_when_the_btf_layout_matches() -> None:
     decision = decide_map(spec(swapped), state(V1), "migrate")
     assert decision.action == "migrate" and any("value.packets" in d for d in decision.differences)
     assert decide_map(spec(V1, 32), state(V1), "recreate").action == "recreate"
+
+
+@pytest.mark.parametrize(("old", "new"), [("hash", "percpu_hash"), ("lru_hash", "lru_percpu_hash")])
+def test_a_shared_value_map_migrates_into_its_per_cpu_kind(old: str, new: str) -> None:
+    decision = decide_map(spec(V1, map_type=new), state(V1, map_type=old), "migrate")
+    assert decision.action == "migrate" and decision.into_per_cpu is True
+    assert any(old in d and new in d for d in decision.differences)
+    # the same layout change under the other policies: refused with the reason, or started empty
+    with pytest.raises(PlanError, match="map_policy=migrate"):
+        decide_map(spec(V1, map_type=new), state(V1, map_type=old), "fail")
+    recreated = decide_map(spec(V1, map_type=new), state(V1, map_type=old), "recreate")
+    assert recreated.action == "recreate" and recreated.into_per_cpu is False
+    # a migration between maps of one type is not a move into per-CPU values
+    assert decide_map(spec(V2, map_type=new), state(V1, map_type=new), "migrate").into_per_cpu is False
+
+
+@pytest.mark.parametrize(("old", "new"), [("percpu_hash", "hash"), ("lru_percpu_hash", "lru_hash")])
+def test_per_cpu_values_do_not_migrate_back_into_one_value(old: str, new: str) -> None:
+    with pytest.raises(PlanError) as refused:
+        decide_map(spec(V1, map_type=new), state(V1, map_type=old), "migrate")
+    msg = str(refused.value)
+    assert f"cannot migrate a {old} map into a {new} map" in msg
+    assert "one value per CPU" in msg and "map_policy=recreate" in msg and "nothing was changed" in msg
+
+
+@pytest.mark.parametrize(("old", "new"), [("hash", "lru_hash"), ("hash", "lru_percpu_hash"), ("array", "hash")])
+def test_other_type_changes_are_refused_for_migration(old: str, new: str) -> None:
+    with pytest.raises(PlanError, match=f"cannot migrate a {old} map into a {new} map .*map_policy=recreate"):
+        decide_map(spec(V1, map_type=new), state(V1, map_type=old), "migrate")
 
 
 def test_conversion_by_field_name_reports_dropped_and_added_fields() -> None:

@@ -16,6 +16,9 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.types import _btf
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._map_spec import MapSpec, MapState
 
 MAP_POLICIES = ("fail", "recreate", "migrate")
+# Map types whose entries migrate into another type: a shared-value map into the per-CPU kind of the same map, each
+# old value into one CPU's slot and zeros into the others' (so that sums over CPUs are the old totals).
+INTO_PER_CPU = {"hash": "percpu_hash", "lru_hash": "lru_percpu_hash"}
 
 
 class PlanError(ValueError):
@@ -87,6 +90,8 @@ class MapDecision:
     action: str  # reuse | create | recreate | migrate
     pin: str
     differences: list[str] = field(default_factory=list)
+    # migrate only: the old map's values are not per-CPU and the new map's are (see INTO_PER_CPU)
+    into_per_cpu: bool = False
 
 
 def decide_map(spec: MapSpec, pinned: MapState | None, policy: str) -> MapDecision:
@@ -102,12 +107,27 @@ def decide_map(spec: MapSpec, pinned: MapState | None, policy: str) -> MapDecisi
             f"map {spec.name} ({spec.path}) is pinned with another layout: {'; '.join(differences)}; "
             "set map_policy=migrate to carry its entries over by field name, or recreate to start it empty"
         )
-    if policy == "migrate" and spec.type != pinned.info["type"]:
-        raise PlanError(
-            f"map {spec.name}: cannot migrate a {pinned.info['type']} map into a {spec.type} map; "
-            "use map_policy=recreate"
-        )
+    old_type = pinned.info["type"]
+    if policy == "migrate" and spec.type != old_type:
+        if INTO_PER_CPU.get(old_type) == spec.type:
+            return MapDecision(spec.name, policy, spec.path, differences, into_per_cpu=True)
+        raise PlanError(f"map {spec.name} ({spec.path}): {migration_refusal(old_type, spec.type)}; nothing was changed")
     return MapDecision(spec.name, policy, spec.path, differences)
+
+
+def migration_refusal(old_type: str, new_type: str) -> str:
+    """Why the entries of an `old_type` map cannot be carried into a `new_type` map, with the way out."""
+    if INTO_PER_CPU.get(new_type) == old_type:
+        return (
+            f"cannot migrate a {old_type} map into a {new_type} map: each entry holds one value per CPU and there is "
+            "no single value to keep (counters would add up, but timestamps or states would not); "
+            "use map_policy=recreate to start it empty, or deploy a build that keeps the per-CPU map"
+        )
+    into = ", ".join(f"{a} -> {b}" for a, b in INTO_PER_CPU.items())
+    return (
+        f"cannot migrate a {old_type} map into a {new_type} map (entries migrate between maps of one type, or {into}); "
+        "use map_policy=recreate to start it empty"
+    )
 
 
 @dataclass

@@ -383,15 +383,41 @@ def _fold(values: list[Any], pick: Any) -> Any:
     return pick(values)
 
 
-def aggregate(value: Any, how: str) -> Any:
-    """A decoded per-CPU value ({per_cpu, sum}) as asked: sum, max, min, or none (the per-CPU list)."""
+FIELD_AGGREGATES = ("sum", "max", "min", "min_nonzero")
+
+
+def _min_nonzero(values: list[Any]) -> Any:
+    """The smallest non-zero value (0 when all are): e.g. the earliest timestamp among the CPUs that saw an entry."""
+    return min((v for v in values if v), default=0)
+
+
+_FIELD_FOLDS = {"sum": sum, "max": max, "min": min, "min_nonzero": _min_nonzero}
+
+
+def aggregate(value: Any, how: str, fields: dict[str, str] | None = None) -> Any:
+    """A decoded per-CPU value ({per_cpu, sum}) as asked: sum, max, min, or none (the per-CPU list). `fields` combines
+    the named top-level fields of a struct value their own way (FIELD_AGGREGATES), e.g. packets summed but
+    first_seen the smallest non-zero and last_seen the largest."""
     if not (isinstance(value, dict) and "per_cpu" in value):
         return value
-    if how == "sum":
-        return value["sum"]
     if how == "none":
         return value["per_cpu"]
-    return _fold(value["per_cpu"], max if how == "max" else min)
+    combined = value["sum"] if how == "sum" else _fold(value["per_cpu"], max if how == "max" else min)
+    if not fields:
+        return combined
+    if not isinstance(combined, dict):
+        raise ValueError("aggregate_fields: the values are not structs, so they have no fields to combine")
+    combined = dict(combined)
+    for name, field_how in fields.items():
+        if field_how not in _FIELD_FOLDS:
+            raise ValueError(f"aggregate_fields.{name}: {field_how!r} is not one of {', '.join(FIELD_AGGREGATES)}")
+        if name not in combined:
+            raise ValueError(f"aggregate_fields.{name}: the value has no such field (fields: {', '.join(combined)})")
+        per_cpu = [v[name] for v in value["per_cpu"]]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in per_cpu):
+            raise ValueError(f"aggregate_fields.{name}: the field is not a number")
+        combined[name] = _FIELD_FOLDS[field_how](per_cpu)
+    return combined
 
 
 def _field(value: Any, path: list[str]) -> Any:
@@ -683,6 +709,7 @@ def map_contents(spec: dict[str, Any], search: Any = None) -> dict[str, Any]:
 def _contents(emap: Any, spec: dict[str, Any], search: Any) -> dict[str, Any]:
     raw = emap.read()
     how = spec.get("aggregate") or "sum"
+    fields = spec.get("aggregate_fields") or None
     top = spec.get("top")
     sort_path = [p for p in (spec.get("sort_by") or "").split(".") if p]
     if sort_path[:1] == ["value"]:
@@ -697,9 +724,11 @@ def _contents(emap: Any, spec: dict[str, Any], search: Any) -> dict[str, Any]:
     decode_value = emap.decode_value
     query = spec.get("query")
     if query:
-        entries = [{"key": emap.decode_key(k), "value": aggregate(decode_value(v), how)} for k, v in raw.items()]
+        entries = [
+            {"key": emap.decode_key(k), "value": aggregate(decode_value(v), how, fields)} for k, v in raw.items()
+        ]
     else:
-        entries = [(k, aggregate(decode_value(v), how)) for k, v in raw.items()]  # keys stay raw for now
+        entries = [(k, aggregate(decode_value(v), how, fields)) for k, v in raw.items()]  # keys stay raw for now
     count = len(entries)
     if query:
         entries = search(query, entries)

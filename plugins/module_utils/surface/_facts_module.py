@@ -37,6 +37,7 @@ MAP_OPTIONS: dict[str, Any] = {
     "sort_by": {"type": "str"},
     "query": {"type": "str"},
     "aggregate": {"type": "str", "choices": list(AGGREGATES)},
+    "aggregate_fields": {"type": "dict"},
     "netns": {"type": "str"},
 }
 ARGUMENT_SPEC: dict[str, Any] = {
@@ -102,7 +103,19 @@ def gather(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
                 for k in ("top", "sort_by", "query", "aggregate")
             }
             merged.update(
-                {k: spec.get(k) for k in ("path", "id", "map_name", "key_type", "value_type", "formats", "netns")}
+                {
+                    k: spec.get(k)
+                    for k in (
+                        "path",
+                        "id",
+                        "map_name",
+                        "key_type",
+                        "value_type",
+                        "formats",
+                        "netns",
+                        "aggregate_fields",
+                    )
+                }
             )
             if sum(merged[k] is not None for k in ("path", "id", "map_name")) != 1:
                 raise FactsError(f"maps[{index}]: give one of path, id and map_name")

@@ -36,7 +36,9 @@ def declared_map_spec(layout: _apps.AppLayout, m: Any, shared: set[str], map_siz
 
 
 def _migrate(decision: MapDecision, old: _maps.MapState, new_map: Any, new_spec: _maps.MapSpec) -> dict[str, Any]:
-    """Copy every entry of the pinned map into the freshly loaded one, field by field by name."""
+    """Copy every entry of the pinned map into the freshly loaded one, field by field by name. Into a per-CPU map
+    from a shared-value one (`decision.into_per_cpu`), each old value goes into CPU 0's slot and the other CPUs'
+    slots are zero, so the sums over CPUs are the old totals."""
     with _entries.EntryMap(decision.pin) as old_map:
         raw = old_map.read()
         decode_key, decode_value = old_map.decode_key, old_map.decode_value
@@ -47,6 +49,10 @@ def _migrate(decision: MapDecision, old: _maps.MapState, new_map: Any, new_spec:
         for key, value in raw.items():
             new_key = convert_by_name(old.key_type, new_spec.key_type, decode_key(key), keys_report, "key")
             old_value = decode_value(value)
+            if decision.into_per_cpu:
+                one_cpu = convert_by_name(old.value_type, new_spec.value_type, old_value, values_report)
+                pairs.append((key_codec.encode(new_key), _in_first_cpu(value_codec, one_cpu)))
+                continue
             if per_cpu:
                 new_value = convert_per_cpu(old.value_type, new_spec.value_type, old_value, values_report)
             else:
@@ -59,7 +65,18 @@ def _migrate(decision: MapDecision, old: _maps.MapState, new_map: Any, new_spec:
     new_map.update_many(pairs)
     dropped = sorted(keys_report.dropped | values_report.dropped)
     added = sorted(keys_report.added | values_report.added)
-    return {"entries": len(pairs), "dropped_fields": dropped, "added_fields": added}
+    result: dict[str, Any] = {"entries": len(pairs), "dropped_fields": dropped, "added_fields": added}
+    if decision.into_per_cpu:
+        result["into_per_cpu"] = f"{old.info['type']} -> {new_spec.type}: each old value is in CPU 0's slot"
+    return result
+
+
+def _in_first_cpu(per_cpu_codec: Any, value: Any) -> bytes:
+    """A per-CPU value with `value` in CPU 0's slot and zero bytes in every other CPU's."""
+    one = per_cpu_codec.codec.encode(value)
+    out = bytearray(per_cpu_codec.size)
+    out[: len(one)] = one
+    return bytes(out)
 
 
 def install(

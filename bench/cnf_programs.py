@@ -38,6 +38,7 @@ TRACKER = REPO / "bpf" / "flow_tracker.c"
 ATOMICS = REPO / "bench" / "data" / "flow_tracker_atomics.c"
 PROFILE = REPO / "bench" / "data" / "flow_tracker_profile.c"
 FILTER = REPO / "bpf" / "xdp_filter.c"
+FILTER_PROFILE = REPO / "bench" / "data" / "xdp_filter_profile.c"
 REPEAT = 1_000_000
 ROUNDS = 5
 NEW_FLOWS = 10_000
@@ -62,6 +63,12 @@ PROFILE_ROWS = [
     ("p_count_ktime", "... + bpf_ktime_get_ns per packet"),
     ("p_count_coarse", "... + bpf_ktime_get_coarse_ns per packet"),
     ("p_count_tick_clock", "... + the tracker's clock"),
+]
+
+FILTER_PROFILE_ROWS = [
+    ("lpm_match", "rules_v4 LPM lookup alone, source matches (/24)"),
+    ("lpm_miss", "rules_v4 LPM lookup alone, source matches none"),
+    ("count_hit", "rule_hits PERCPU_HASH counter alone"),
 ]
 
 
@@ -153,14 +160,15 @@ def main() -> None:
     scratch = tempfile.mkdtemp(prefix="cnf-bench-")
     loaded = []
     try:
-        floor_obj, atomics_obj, tracker_obj, profile_obj, filter_obj, filter_rules_obj = (
-            load(src, scratch) for src in (FLOOR, ATOMICS, TRACKER, PROFILE, FILTER, FILTER)
+        floor_obj, atomics_obj, tracker_obj, profile_obj, filter_obj, filter_rules_obj, filter_profile_obj = (
+            load(src, scratch) for src in (FLOOR, ATOMICS, TRACKER, PROFILE, FILTER, FILTER, FILTER_PROFILE)
         )
-        loaded = [floor_obj, atomics_obj, tracker_obj, profile_obj, filter_obj, filter_rules_obj]
+        loaded = [floor_obj, atomics_obj, tracker_obj, profile_obj, filter_obj, filter_rules_obj, filter_profile_obj]
         v4, v6 = lpm_rules(random.Random(16))
-        for name, pairs in (("rules_v4", v4), ("rules_v6", v6)):
-            with _maps.open_map_fd(filter_rules_obj.maps[name].fd) as m:
-                m.update_many(pairs)
+        for obj in (filter_rules_obj, filter_profile_obj):
+            for name, pairs in (("rules_v4", v4), ("rules_v6", v6)):
+                with _maps.open_map_fd(obj.maps[name].fd) as m:
+                    m.update_many(pairs)
         packet, unmatched = udp_packet(40000), udp_packet(40000, UNMATCHED_SRC)
         fds = {
             "floor": (floor_obj.programs["xdp_pass"].fd, packet),
@@ -171,6 +179,8 @@ def main() -> None:
             "filter_miss": (filter_rules_obj.programs["xdp_filter"].fd, unmatched),
         }
         fds.update({name: (profile_obj.programs[name].fd, packet) for name, _ in PROFILE_ROWS})
+        lpm, count_hit = filter_profile_obj.programs["p_lpm_lookup"].fd, filter_profile_obj.programs["p_count_hit"].fd
+        fds.update({"lpm_match": (lpm, packet), "lpm_miss": (lpm, unmatched), "count_hit": (count_hit, packet)})
         assert _libbpf_obj.prog_test_run(*fds["filter_match"])[0] == 2  # XDP_PASS: the ALLOW rule
         for fd, pkt in fds.values():
             _libbpf_obj.prog_test_run(fd, pkt)  # the flows exist from here on
@@ -214,6 +224,9 @@ def main() -> None:
     print()
     print("component profile of the tracker (established, same run):")
     for name, label in PROFILE_ROWS:
+        print(f"  {label:<62}{est[name]:>7.1f} ns  {est[name] - floor:>+7.1f} over the floor")
+    print("component profile of xdp_filter with the 10k rules (same run):")
+    for name, label in FILTER_PROFILE_ROWS:
         print(f"  {label:<62}{est[name]:>7.1f} ns  {est[name] - floor:>+7.1f} over the floor")
     for case, ours in (
         ("flow_tracker", est["tracker"]),

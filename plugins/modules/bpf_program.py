@@ -130,7 +130,10 @@ options:
       - V(recreate) starts the map empty.
       - V(migrate) creates the new map and copies every entry into it field by field by name (new fields are zero,
         removed fields are dropped and reported), before the programs are swapped; if anything fails, the old
-        deployment is left as it was.
+        deployment is left as it was. The map type must stay the same, except that a V(hash) map migrates into a
+        V(percpu_hash) map and an V(lru_hash) map into an V(lru_percpu_hash) map (each old value into CPU 0's slot,
+        zeros in the other CPUs' slots, so sums over CPUs are the old totals); any other change of type, per-CPU
+        values back into one value among them, is refused before anything changes.
     type: str
     default: fail
     choices: [fail, recreate, migrate]
@@ -209,7 +212,9 @@ maps:
   type: dict
   sample: {flows: {action: reuse, pin: /sys/fs/bpf/cnf/xdp_filter/maps/flows, differences: []}}
 migrations:
-  description: Per migrated map, the entries copied and the fields dropped and added.
+  description:
+    - Per migrated map, the entries copied and the fields dropped and added.
+    - C(into_per_cpu) (only for a map migrated into its per-CPU kind) says that each old value is in CPU 0's slot.
   returned: when maps were migrated
   type: dict
   sample: {flows: {entries: 1200, dropped_fields: [value.old], added_fields: [value.drops]}}

@@ -2,7 +2,8 @@
 sent through it (5-tuples, packets, bytes; IPv4 and IPv6) in flow_tracker_report, a flow sent from two CPUs with its
 per-CPU slots combined (counters summed, the earliest first_seen, the latest last_seen), a second run and a
 check-mode run change nothing, an interface dropped from the list is detached, and state=absent leaves no pin
-behind."""
+behind. A deployment of the tracker before issue 16 (one LRU hash of shared flow values) upgraded by the role keeps
+its flows (each old total in CPU 0's slot) and keeps counting them; going back is refused and changes nothing."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ V4_FRAME = 14 + 20 + 8 + len(PAYLOAD)
 V6_FRAME = 14 + 40 + 8 + len(PAYLOAD)
 SENT_V4 = {7201: 12, 7202: 5, 7203: 1}
 SENT_V6 = {7206: 9}
+ATOMICS_SRC = str(Path(__file__).resolve().parents[2] / "bench" / "data" / "flow_tracker_atomics.c")
 SPREAD_PORT = 7201  # sent from two CPUs (when there are two)
 CPUS = sorted(os.sched_getaffinity(0))[:2]
 
@@ -162,3 +164,57 @@ def test_bad_interface_list_fails_before_changing_anything(tracker: Tracker) -> 
     assert "name" in bad.stdout and "flow_tracker_interfaces" in bad.stdout
     assert not Path(f"/sys/fs/bpf/cnf/{tracker.name}").exists()
     assert not (tracker.tmp_path / "state" / "apps").exists()
+
+
+def test_upgrade_from_the_shared_value_tracker_keeps_the_flows(tracker: Tracker, veth: VethPair) -> None:
+    old = tracker.run(flow_tracker_source=ATOMICS_SRC, flow_tracker_enabled=True, flow_tracker_sample_rate=1)
+    assert old.rc == 0, old.stdout
+    old_prog = xdp_prog_id(veth.ns_b, veth.if_b)
+    state_file = tracker.tmp_path / "state" / "apps" / f"{tracker.name}.json"
+    sport = veth.send_udp(veth.ns_a, veth.addr_b, 7301, 10, PAYLOAD, cpus=CPUS)
+    flows_pin = f"/sys/fs/bpf/cnf/{tracker.name}/maps/flows"
+
+    def flow(value_of: Any = None) -> Any:
+        raw = run_module("bpf_map_entries", {"path": flows_pin, "state": "gathered"})
+        assert raw.get("failed") is not True, raw
+        (value,) = [e["value"] for e in raw["entries"] if (e["key"]["src_port"], e["key"]["dst_port"]) == (sport, 7301)]
+        return value
+
+    before = flow()
+    assert before["packets"] == 10 and before["bytes"] == 10 * V4_FRAME and "per_cpu" not in before
+
+    # The map's type changed: map_policy=fail refuses with the difference and changes nothing.
+    refused = tracker.run(flow_tracker_map_policy="fail")
+    assert refused.rc != 0 and "lru_hash" in refused.stdout and "map_policy=migrate" in refused.stdout
+    assert xdp_prog_id(veth.ns_b, veth.if_b) == old_prog and flow() == before
+
+    checked = tracker.run(check=True)  # the default map_policy, migrate
+    assert checked.rc == 0 and checked.changed > 0, checked.stdout
+    assert xdp_prog_id(veth.ns_b, veth.if_b) == old_prog and flow() == before
+
+    upgraded = tracker.run()
+    assert upgraded.rc == 0, upgraded.stdout
+    new_prog = xdp_prog_id(veth.ns_b, veth.if_b)
+    assert new_prog not in (None, old_prog)
+    state = json.loads(state_file.read_text())
+    assert state["maps"]["flows"]["action"] == "migrate" and state["maps"]["config"]["action"] == "reuse"
+    migrated = flow()
+    assert migrated["per_cpu"][0] == before  # the old totals in CPU 0's slot, the timestamps as they were
+    assert all(slot == {"packets": 0, "bytes": 0, "first_seen": 0, "last_seen": 0} for slot in migrated["per_cpu"][1:])
+    assert tracker.run().changed == 0  # the upgrade is done: nothing more to do
+
+    # The same flow goes on being counted by the new program, and the report adds it all up.
+    veth.send_udp(veth.ns_a, veth.addr_b, 7301, 6, PAYLOAD, cpus=CPUS, sport=sport)
+    report = tracker.run(flow_tracker_gather=True).variables["flow_tracker_report"]
+    (value,) = [f["value"] for f in report["flows"] if (f["key"]["src_port"], f["key"]["dst_port"]) == (sport, 7301)]
+    assert value["packets"] == 16 and value["bytes"] == 16 * V4_FRAME
+    assert value["first_seen"] == before["first_seen"] and value["last_seen"] > before["last_seen"]
+
+    # Back to the shared-value build: per-CPU values have no single value to keep, so it is refused, nothing changes.
+    after = flow()
+    back = tracker.run(flow_tracker_source=ATOMICS_SRC)
+    assert back.rc != 0
+    assert "cannot migrate a lru_percpu_hash map into a lru_hash map" in back.stdout, back.stdout
+    assert "map_policy=recreate" in back.stdout
+    assert xdp_prog_id(veth.ns_b, veth.if_b) == new_prog and flow() == after
+    assert json.loads(state_file.read_text())["programs"] == state["programs"]

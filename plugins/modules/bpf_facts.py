@@ -165,7 +165,9 @@ EXAMPLES = r"""
       - path: /sys/fs/bpf/cnf/flow_tracker/maps/flows
         top: 10
         sort_by: bytes
-        formats: {key.src_ip: ipv4, key.dst_ip: ipv4}
+        formats: {key.src: ip, key.dst: ip}
+        # per-CPU flow values: counters summed, the earliest first_seen and the latest last_seen
+        aggregate_fields: {first_seen: min_nonzero, last_seen: max}
 
 - name: Only the drops of one port, summed over CPUs
   cnf.ebpf.bpf_facts:

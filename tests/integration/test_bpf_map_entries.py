@@ -946,6 +946,100 @@ def test_src_csv_scalars_and_nested_fields(pin_dir: Path, tmp_path: Path) -> Non
     assert dump(nest) == before
 
 
+def _write_csv(path: Path, header: list[str], rows: list[tuple[Any, ...]]) -> Path:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+HOST_KEY_COLUMNS = ["key.src_ip", "key.dst_ip", "key.src_port", "key.dst_port", "key.protocol"]
+STATS_COLUMNS = ["value.packets", "value.bytes", "value.first_seen", "value.last_seen"]
+
+
+def test_src_csv_integer_columns_packed_without_dicts(pin_dir: Path, tmp_path: Path) -> None:
+    """A CSV of integer columns that name every field is packed straight from its columns: the same map contents,
+    counts, diffs and errors as the same entries given as dicts, and anything else falls back to the entry path."""
+    from ansible_collections.cnf.ebpf.plugins.module_utils.resources._entries import EntryMap
+    from ansible_collections.cnf.ebpf.plugins.module_utils.surface._entries_module import (
+        encode_csv_columns,
+        encode_entries,
+        load_src,
+    )
+    from tests.schemas import FLOW_KEY_HOST
+
+    n = 3000
+    rows = [(0x0A000000 + i, 0xC0000201, 1024 + i % 60000, 80, 6, i, i * 64, 1000 + i, 2000 + i) for i in range(n)]
+    src = _write_csv(tmp_path / "flows.csv", HOST_KEY_COLUMNS + STATS_COLUMNS, rows)
+    expect = {struct.pack("=IIHHB", *r[:5]): struct.pack("=4Q", *r[5:]) for r in rows}
+    columns_map, dicts_map = pin_dir / "columns", pin_dir / "dicts"
+    for path in (columns_map, dicts_map):
+        make_map(path, type="hash", key=FLOW_KEY_HOST, value=FLOW_STATS, max_entries=4096)
+
+    # the fast path is taken, and it encodes what the entry path encodes
+    with EntryMap(str(columns_map)) as emap:
+        packed = encode_csv_columns(emap, str(src), "merged")
+        assert packed is not None
+        by_entry = encode_entries(emap, load_src(str(src)), "merged")
+        assert packed.keys == by_entry.keys and packed.values == by_entry.values
+        assert encode_csv_columns(emap, str(src), "deleted") is None, "value columns given to deleted"
+    r = ok(entries_mod(columns_map, "overridden", src=str(src)))
+    assert r["counts"] == counts(added=n)
+    assert raw_items(columns_map) == expect
+    json_src = tmp_path / "flows.json"
+    json_src.write_text(json.dumps(load_src(str(src))))
+    ok(entries_mod(dicts_map, "overridden", src=str(json_src)))
+    assert raw_items(dicts_map) == raw_items(columns_map)
+    assert ok(entries_mod(columns_map, "overridden", src=str(src)))["changed"] is False
+
+    # columns in another order, one value changed: merged updates exactly that entry, the diff decodes it
+    changed = [(*rows[0][:5], 7, 7, 7, 7), *rows[1:]]
+    order = [8, 7, 6, 5, 4, 3, 2, 1, 0]
+    header = [(HOST_KEY_COLUMNS + STATS_COLUMNS)[i] for i in order]
+    shuffled = _write_csv(tmp_path / "shuffled.csv", header, [tuple(row[i] for i in order) for row in changed])
+    r = ok(entries_mod(columns_map, "merged", src=str(shuffled), diff=True))
+    assert r["counts"] == counts(updated=1, unchanged=n - 1)
+    assert '"packets": 7' in r["diff"]["after"] and '"packets": 0,' in r["diff"]["before"]
+    assert raw_items(columns_map)[struct.pack("=IIHHB", *rows[0][:5])] == struct.pack("=4Q", 7, 7, 7, 7)
+
+    # a partial value (no last_seen column) takes the entry path: merged keeps the other fields
+    partial = _write_csv(tmp_path / "partial.csv", HOST_KEY_COLUMNS + STATS_COLUMNS[:3], [rows[1][:8]])
+    with EntryMap(str(columns_map)) as emap:
+        assert encode_csv_columns(emap, str(partial), "merged") is None
+    ok(entries_mod(columns_map, "merged", src=str(partial)))
+    assert raw_items(columns_map)[struct.pack("=IIHHB", *rows[1][:5])] == struct.pack("=4Q", *rows[1][5:])
+
+    # bad input is refused by row, as entries[i], and changes nothing
+    before = raw_items(columns_map)
+    too_big = _write_csv(
+        tmp_path / "big.csv", HOST_KEY_COLUMNS + STATS_COLUMNS, [rows[0], (*rows[1][:3], 70000, *rows[1][4:])]
+    )
+    r = entries_mod(columns_map, "merged", src=str(too_big))
+    assert r.get("failed") is True and "entries[1].key.dst_port" in r["msg"], r
+    twice = _write_csv(tmp_path / "twice.csv", HOST_KEY_COLUMNS + STATS_COLUMNS, [rows[0], rows[1], rows[0]])
+    r = entries_mod(columns_map, "overridden", src=str(twice))
+    assert r.get("failed") is True and "entries[2]" in r["msg"] and "entries[0]" in r["msg"], r
+    assert raw_items(columns_map) == before
+
+    # deleted from key columns alone
+    keys_only = _write_csv(tmp_path / "keys.csv", HOST_KEY_COLUMNS, [r_[:5] for r_ in rows[:10]])
+    r = ok(entries_mod(columns_map, "deleted", src=str(keys_only)))
+    assert r["counts"] == counts(removed=10)
+    assert len(raw_items(columns_map)) == n - 10
+
+    # per-CPU values: one value from the columns is written to every CPU
+    pcpu = pin_dir / "pcpu"
+    make_map(pcpu, type="percpu_hash", key="u32", value=PCPU_STATS, max_entries=64)
+    pcpu_src = _write_csv(tmp_path / "pcpu.csv", ["key", "value.packets", "value.bytes"], [(1, 2, 3), (4, 5, 6)])
+    ok(entries_mod(pcpu, "overridden", src=str(pcpu_src)))
+    assert raw_items(pcpu) == {
+        u32(1): (struct.pack("<QQ", 2, 3),) * NCPUS,
+        u32(4): (struct.pack("<QQ", 5, 6),) * NCPUS,
+    }
+    assert ok(entries_mod(pcpu, "overridden", src=str(pcpu_src)))["changed"] is False
+
+
 BIG = 20_000
 
 

@@ -594,3 +594,24 @@ def test_mixed_byte_order_fast_path_matches_the_field_by_field_decoder() -> None
         assert c.decode(raw) == slow
         assert list(c.decode(raw)) == ["src", "flags", "port", "seq", "tag", "len"]  # declaration order
         assert c.encode(c.decode(raw)) == c.encode(slow)
+
+
+def test_encode_columns_refuses_what_it_cannot_pack_exactly():
+    """encode_columns() returns None (encode() then explains) for anything but every field given as a fitting int."""
+    codec = compile_codec(type_from_schema(FLOW_KEY))
+    names = ["src_ip", "dst_ip", "src_port", "dst_port", "protocol"]
+    rows = [dict(zip(names, (167772161 + i, 3221225985, 1024 + i, 80, 6))) for i in range(3)]
+    columns = {(name,): [row[name] for row in rows] for name in names}
+    assert codec.encode_columns(columns) == [codec.encode(row) for row in rows]
+    reordered = dict(reversed(list(columns.items())))
+    assert codec.encode_columns(reordered) == codec.encode_columns(columns), "columns are matched by name"
+    assert codec.encode_columns({k: v for k, v in columns.items() if k != ("protocol",)}) is None, "a field missing"
+    assert codec.encode_columns({**columns, ("extra",): [1, 2, 3]}) is None, "an unknown field"
+    assert codec.encode_columns({**columns, ("dst_port",): [80, 70000, 80]}) is None, "out of range for a u16"
+    assert codec.encode_columns({**columns, ("protocol",): [6, True, 6]}) is None, "a bool is not an integer here"
+    assert codec.encode_columns({**columns, ("protocol",): [6, "6", 6]}) is None, "text goes through encode()"
+    scalar = compile_codec(Int("u64", 8, False))
+    assert scalar.encode_columns({(): [0, (1 << 64) - 1]}) == [bytes(8), b"\xff" * 8]
+    assert scalar.encode_columns({(): [-1]}) is None
+    per_cpu = PerCpuCodec(codec, 3)  # 13-byte values padded to 16 for each CPU
+    assert per_cpu.encode_columns(columns) == [per_cpu.encode(row) for row in rows]

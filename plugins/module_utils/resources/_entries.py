@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _bpf_map, _libbpf
@@ -324,6 +325,18 @@ class EntryMap:
         if self.value_codec is None:
             return list(map(self.encode_value, objs))
         return self.value_codec.encode_many(objs)
+
+    def encode_key_columns(self, columns: Mapping[tuple[str, ...], list]) -> list[bytes] | None:
+        """Keys packed from whole columns of their fields (see Codec.encode_columns); None when they cannot be, and
+        for arrays, whose indexes are checked one by one against max_entries."""
+        if self._indexed:
+            return None
+        return self.key_codec.encode_columns(columns)
+
+    def encode_value_columns(self, columns: Mapping[tuple[str, ...], list]) -> list[bytes] | None:
+        if self.value_codec is None:
+            return None
+        return self.value_codec.encode_columns(columns)
 
     def decode_key(self, raw: bytes) -> object:
         return self.key_codec.decode(raw)

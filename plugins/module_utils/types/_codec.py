@@ -1010,6 +1010,25 @@ class Codec:
                 pass
         return list(map(self.encode, objs))
 
+    def encode_columns(self, columns: Mapping[tuple[str, ...], Sequence[Any]]) -> list[bytes] | None:
+        """Pack whole columns instead of one dict per value: `columns` maps each field's path (``("src_port",)``;
+        ``()`` for a plain integer type) to the list of its values, all lists of one length. Only for plain integers
+        and structs of them, named field for field; None when the layout or the names differ, or any value is not an
+        int that fits (encode() of the same values as dicts then says which and why)."""
+        plain = self._plain
+        if plain is None:
+            return None
+        paths = [(name,) for name in plain] if plain else [()]
+        if len(columns) != len(paths) or not all(map(columns.__contains__, paths)):
+            return None
+        ordered = [columns[path] for path in paths]
+        if set(map(type, chain.from_iterable(ordered))) != _INT_ONLY:  # bools pack as ints: refuse them here too
+            return None
+        try:
+            return list(map(self._pack, *ordered))  # several iterables: no tuple per value
+        except struct.error:
+            return None
+
     def decode_many(self, blobs: list[bytes]) -> list[Any]:
         """decode() of many values (each at least `size` bytes): the fast layouts without a method call per value."""
         mixed, plain = self._mixed, self._plain

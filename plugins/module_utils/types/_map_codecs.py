@@ -68,6 +68,15 @@ class PerCpuCodec:
     def encode_many(self, objs: list) -> list[bytes]:
         return list(map(self.encode, objs))
 
+    def encode_columns(self, columns: Mapping[tuple[str, ...], Any]) -> list[bytes] | None:
+        """The inner codec's encode_columns(), each value written to every CPU."""
+        inner = self.codec.encode_columns(columns)
+        if inner is None:
+            return None
+        pad = bytes(self.stride - self.codec.size)
+        ncpus = self.ncpus
+        return [(one + pad) * ncpus for one in inner]
+
     def encode(self, obj: Any) -> bytes:
         values = self._split(obj)
         out = bytearray(self.size)
@@ -106,6 +115,9 @@ class _HexCodec:
     def encode_many(self, objs: list) -> list[bytes]:
         return list(map(self.encode, objs))
 
+    def encode_columns(self, columns: Mapping[tuple[str, ...], Any]) -> None:
+        return None  # hex strings and CIDR text: one by one
+
     def encode(self, obj: Any) -> bytes:
         return hex_to_bytes(obj, self.root, self.size)
 
@@ -139,6 +151,9 @@ class LpmCodec:
 
     def encode_many(self, objs: list) -> list[bytes]:
         return list(map(self.encode, objs))
+
+    def encode_columns(self, columns: Mapping[tuple[str, ...], Any]) -> None:
+        return None  # hex strings and CIDR text: one by one
 
     def encode(self, obj: Any) -> bytes:
         if not isinstance(obj, str):

@@ -1003,6 +1003,17 @@ def test_src_csv_integer_columns_packed_without_dicts(pin_dir: Path, tmp_path: P
     assert '"packets": 7' in r["diff"]["after"] and '"packets": 0,' in r["diff"]["before"]
     assert raw_items(columns_map)[struct.pack("=IIHHB", *rows[0][:5])] == struct.pack("=4Q", 7, 7, 7, 7)
 
+    # quoted cells go through the csv module, a last line without a newline is still packed: the same contents
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text(",".join(HOST_KEY_COLUMNS + STATS_COLUMNS) + "\n" + ",".join(f'"{c}"' for c in changed[0]) + "\n")
+    unterminated = tmp_path / "unterminated.csv"
+    unterminated.write_text(",".join(HOST_KEY_COLUMNS + STATS_COLUMNS) + "\n" + ",".join(map(str, changed[0])))
+    with EntryMap(str(columns_map)) as emap:
+        assert encode_csv_columns(emap, str(quoted), "merged") is None
+        assert encode_csv_columns(emap, str(unterminated), "merged") is not None
+    assert ok(entries_mod(columns_map, "merged", src=str(quoted)))["changed"] is False
+    assert ok(entries_mod(columns_map, "merged", src=str(unterminated)))["changed"] is False
+
     # a partial value (no last_seen column) takes the entry path: merged keeps the other fields
     partial = _write_csv(tmp_path / "partial.csv", HOST_KEY_COLUMNS + STATS_COLUMNS[:3], [rows[1][:8]])
     with EntryMap(str(columns_map)) as emap:

@@ -10,7 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.surface._entries_module import EntriesError, load_src
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._entries_module import (
+    EntriesError,
+    _integer_columns,
+    load_src,
+)
 
 HEADER = ["key.src", "key.port", "value.stats.packets", "value.stats.bytes", "value.action"]
 
@@ -73,3 +77,33 @@ def test_column_wise_reading_equals_row_by_row(tmp_path_factory: pytest.TempPath
             node[leaf] = int(cell) if body.isdigit() and body.isascii() else cell
         expected.append(entry)
     assert load_src(path) == expected
+
+
+def test_integer_columns_only_for_unquoted_complete_decimal_lines() -> None:
+    """The column packer's reader takes a block of lines only when slicing it is certain to give the csv module's
+    cells; anything else goes to the csv module (None)."""
+    assert _integer_columns(["1,2,3\n", "4,5,6\n"], 3) == [[1, 4], [2, 5], [3, 6]]
+    assert _integer_columns(["1,2,3\n", "4,5,6"], 3) == [[1, 4], [2, 5], [3, 6]], "the last line without a newline"
+    assert _integer_columns(["1,2,3,4\n", "5,6\n"], 3) is None, "cells shifted between lines, same total"
+    assert _integer_columns(["1,,3\n"], 3) is None, "an empty cell"
+    assert _integer_columns(['1,"2",3\n'], 3) is None, "a quoted cell"
+    assert _integer_columns(["1,-2,3\n"], 3) == [[1], [-2], [3]], "a negative number (as load_src reads it)"
+    assert _integer_columns(["1,007,3\n"], 3) is None, "leading zeros"
+    assert _integer_columns(["1,2.0,3\n"], 3) is None, "a float"
+    assert _integer_columns(["1,true,3\n"], 3) is None, "a JSON word"
+    assert _integer_columns(["1,[2],3\n"], 3) is None, "a JSON array"
+    assert _integer_columns(["1,2,3\n", "\n", "4,5,6\n"], 3) is None, "a blank line"
+    assert _integer_columns(["1, 2,3\n"], 3) is None, "a space"
+    assert _integer_columns(["1,0x2,3\n"], 3) is None, "hex"
+    assert _integer_columns(["1,\u0662,3\n"], 3) is None, "a non-ASCII digit"
+    assert _integer_columns(["\n"], 3) is None, "only a blank line"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.integers(-(2**64), 2**64), min_size=3, max_size=3), min_size=1, max_size=20))
+def test_integer_columns_agree_with_the_csv_module(rows: list[list[int]]) -> None:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    lines = out.getvalue().splitlines(keepends=True)
+    parsed = [list(map(int, row)) for row in csv.reader(lines)]
+    assert _integer_columns(lines, 3) == [list(column) for column in zip(*parsed)]

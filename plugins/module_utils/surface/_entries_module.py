@@ -57,6 +57,8 @@ PERSISTED_OPTIONS = ("path", "state", "entries", "src", "key_type", "value_type"
 MUTUALLY_EXCLUSIVE = [("entries", "src")]
 LRU_TYPES = frozenset({"lru_hash", "lru_percpu_hash"})
 _CSV_CHUNK = 65536
+_CSV_BLOCK = 1 << 22  # characters of whole lines read at a time by the column packer
+_INT_ONLY = {int}
 _ENTRY_FIELDS = frozenset({"key", "value", "inner_map_id"})  # inner_map_id: gathered output fed back in
 
 
@@ -124,29 +126,36 @@ def _csv_header(rows: Iterator[list[str]], path: str) -> list[tuple[str, ...]] |
     return paths
 
 
-def _decimal_columns(chunk: list[list[str]], width: int) -> list[list[int]] | None:
-    """A chunk of rows as columns of ints when every row has `width` cells, each a non-negative decimal."""
-    if set(map(len, chunk)) != {width}:
+def _integer_columns(lines: list[str], width: int) -> list[list[int]] | None:
+    """A block of CSV lines as columns of ints when every line has `width` cells, each an integer in decimal, and
+    nothing is quoted or padded; None otherwise. The block is parsed as one JSON array of numbers (C code: no string
+    per cell, no Python step per row; about half the time of splitting cells and int() of each) and cut into
+    columns by slicing."""
+    if set(map(str.count, lines, repeat(","))) != {width - 1}:
         return None
-    columns = []
-    for cells in zip(*chunk):
-        joined = "".join(cells)
-        if not (joined.isdigit() and joined.isascii()) or "" in cells:
-            return None
-        columns.append(list(map(int, cells)))
-    return columns
+    text = "".join(lines).rstrip("\n")
+    if " " in text or "\t" in text or "\n\n" in text:
+        return None  # cells with spaces, or blank lines: the csv module's business
+    try:
+        cells = json.loads("[" + text.replace("\n", ",") + "]")
+    except ValueError:
+        return None  # empty cells, text, leading zeros
+    # JSON has floats, booleans, strings, null and nested arrays too: only a block of ints, one per cell, is taken
+    if len(cells) != width * len(lines) or set(map(type, cells)) != _INT_ONLY:
+        return None
+    return [cells[j::width] for j in range(width)]
 
 
 def encode_csv_columns(emap: EntryMap, path: str, state: str) -> Declared | None:
     """A CSV `src` whose header names exactly the integer fields of the key and (for states that write) of the value,
-    with a decimal in every cell, packed chunk by chunk straight from its columns: no dict per row, so a million rows
-    cost a fraction of the time and memory. None for any other file (other columns, text, empty or odd cells, a value
-    out of range, no rows): load_src() and encode_entries() then read it entry by entry and explain what is wrong."""
+    with a decimal in every cell, packed block by block straight from its columns: no dict per row, so a million rows
+    cost a fraction of the time and memory. None for any other file (other columns, text, quotes, empty or odd cells, a
+    value out of range, no rows): load_src() and encode_entries() then read it entry by entry and explain what is
+    wrong."""
     need_value = state in ("merged", "replaced", "overridden")
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            rows = csv.reader(f)
-            paths = _csv_header(rows, path)
+        with open(path, encoding="utf-8") as f:  # universal newlines: \r\n and \r lines end in \n
+            paths = _csv_header(csv.reader([f.readline()]), path)
             if not paths:
                 return None
             sides = [column_path[0] for column_path in paths]
@@ -155,21 +164,21 @@ def encode_csv_columns(emap: EntryMap, path: str, state: str) -> Declared | None
             keys: list[bytes] = []
             values: list[bytes] = []
             while True:
-                chunk = list(islice(rows, _CSV_CHUNK))
-                if not chunk:
+                lines = f.readlines(_CSV_BLOCK)
+                if not lines:
                     break
-                columns = _decimal_columns(chunk, len(paths))
+                columns = _integer_columns(lines, len(paths))
                 if columns is None:
                     return None
                 by_side: dict[str, dict[tuple[str, ...], list[int]]] = {"key": {}, "value": {}}
                 for side, column_path, column in zip(sides, paths, columns):
                     by_side[side][column_path[1:]] = column
-                chunk_keys = emap.encode_key_columns(by_side["key"])
-                chunk_values = emap.encode_value_columns(by_side["value"]) if need_value else []
-                if chunk_keys is None or chunk_values is None:
+                block_keys = emap.encode_key_columns(by_side["key"])
+                block_values = emap.encode_value_columns(by_side["value"]) if need_value else []
+                if block_keys is None or block_values is None:
                     return None
-                keys.extend(chunk_keys)
-                values.extend(chunk_values)
+                keys.extend(block_keys)
+                values.extend(block_values)
     except (OSError, UnicodeDecodeError, csv.Error):
         return None  # load_src() reports it
     if not keys:

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,14 +62,20 @@ def application(tmp_path: Path, prefix: str = "t") -> Iterator[dict[str, Any]]:
     run_module("bpf_program", dict(base, state="absent"))
 
 
-def run_module(name: str, args: dict[str, Any], check: bool = False, diff: bool = False) -> dict[str, Any]:
-    """Run one module the way Ansible does for a local connection (an args file), and return its JSON result."""
+def run_module(
+    name: str, args: dict[str, Any], check: bool = False, diff: bool = False, prefix: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Run one module the way Ansible does for a local connection (an args file), and return its JSON result.
+    `prefix`: a command the module's interpreter runs under (setpriv, to take capabilities away)."""
     payload = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check, _ansible_diff=diff)}
     args_file = Path(f"/tmp/cnf-ebpf-args-{uuid.uuid4().hex}.json")
     args_file.write_text(json.dumps(payload))
     try:
         proc = subprocess.run(
-            [sys.executable, str(MODULES / f"{name}.py"), str(args_file)], capture_output=True, text=True, check=False
+            [*prefix, sys.executable, str(MODULES / f"{name}.py"), str(args_file)],
+            capture_output=True,
+            text=True,
+            check=False,
         )
     finally:
         args_file.unlink()

@@ -201,3 +201,45 @@ def test_lock_timeout_when_the_lock_is_held(pin_dir: Path, tmp_path: Path) -> No
     assert rc["counts"]["removed"] == BIG
     assert raw_items(path) == {}
     assert not lock_file.exists(), "the run that took the lock over removed its file"
+
+
+RUNS = 20
+EACH = 500
+
+
+def test_twenty_runs_on_one_map_and_twenty_on_twenty_maps(pin_dir: Path, tmp_path: Path) -> None:
+    """Issue 17, item 4: 20 module processes at once on one map, each merging its own key range and one shared key,
+    and 20 at once on 20 maps, each overriding its map: every final content is exact, every run's counts add up, and
+    no lock is held once they are done."""
+    shared_key = 999_999
+    one = pin_dir / "one"
+    one_id = make_map(one, RUNS * EACH + 1)
+    ranges = {}
+    for run in range(RUNS):
+        entries = [{"key": run * EACH + i, "value": run} for i in range(EACH)] + [{"key": shared_key, "value": run}]
+        (tmp_path / f"one-{run}.json").write_text(json.dumps(entries))
+        ranges[run] = {(run * EACH + i).to_bytes(4, "little"): run.to_bytes(8, "little") for i in range(EACH)}
+    procs = [
+        start_module({"path": str(one), "state": "merged", "src": str(tmp_path / f"one-{run}.json")}, tmp_path)
+        for run in range(RUNS)
+    ]
+    results = [finish(proc) for proc in procs]
+    final = raw_items(one)
+    shared = final.pop(shared_key.to_bytes(4, "little"))
+    assert final == {k: v for content in ranges.values() for k, v in content.items()}
+    assert int.from_bytes(shared, "little") in range(RUNS)
+    assert sum(r["counts"]["added"] for r in results) == RUNS * EACH + 1, "the shared key was added exactly once"
+    assert sum(r["counts"]["updated"] + r["counts"]["unchanged"] for r in results) == RUNS - 1
+    assert _held_lock_types(one_id) == {}
+
+    maps = [pin_dir / f"map{i}" for i in range(RUNS)]
+    ids = [make_map(path, EACH) for path in maps]
+    contents = [write_src(tmp_path / f"many-{i}.json", i * EACH, EACH, i) for i in range(RUNS)]
+    procs = [
+        start_module({"path": str(path), "state": "overridden", "src": str(tmp_path / f"many-{i}.json")}, tmp_path)
+        for i, path in enumerate(maps)
+    ]
+    for proc in procs:
+        assert finish(proc)["counts"]["added"] == EACH
+    assert [raw_items(path) for path in maps] == contents
+    assert all(_held_lock_types(map_id) == {} for map_id in ids)

@@ -176,6 +176,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_link_get_next_id": (_INT, [_U32, _PU32]),
     "libbpf_num_possible_cpus": (_INT, []),
     "libbpf_probe_bpf_map_type": (_INT, [_INT, _VP]),
+    "libbpf_probe_bpf_prog_type": (_INT, [_INT, _VP]),
 }
 
 _lib: ctypes.CDLL | None = None
@@ -416,6 +417,23 @@ def obj_kind(fd: Fd) -> str:
 
 def num_possible_cpus() -> int:
     return check(load_libbpf().libbpf_num_possible_cpus(), "count", "possible CPUs")
+
+
+PROG_TYPE_NUMBERS: dict[str, int] = {name: number for number, name in PROG_TYPE_NAMES.items()}
+
+# Program types libbpf 1.1 probes by loading a program that needs an attach target it does not give (or that
+# lockdown refuses): its "no" is not the kernel's, so they are never refused on a probe.
+_UNPROBEABLE_PROG_TYPES = frozenset({"unspec", "tracing", "ext", "lsm", "struct_ops"})
+
+
+def probe_prog_type(prog_type: str) -> bool | None:
+    """True/False when libbpf's probe (loading a minimal program of the type) says whether the running kernel has
+    this program type; None when it cannot tell (an error, a type it cannot probe reliably, an unknown name)."""
+    number = PROG_TYPE_NUMBERS.get(prog_type)
+    if number is None or prog_type in _UNPROBEABLE_PROG_TYPES:
+        return None
+    ret = load_libbpf().libbpf_probe_bpf_prog_type(number, None)
+    return None if ret < 0 else ret == 1
 
 
 def probe_map_type(map_type: str) -> bool | None:

@@ -89,6 +89,40 @@ def state_path(name: str, state_dir: str = DEFAULT_STATE_DIR) -> str:
     return os.path.join(state_dir, "apps", f"{name}.json")
 
 
+STATE_DIR_MIN_FREE = 1 << 20  # bytes: a state file is a few KiB, the compile cache a few objects
+
+
+def state_dir_refusal(state_dir: str) -> str | None:
+    """Why state files could not be written under `state_dir` (read-only, not writable, full), as a sentence that
+    says what to fix; None when they can. Asked before a change, so that a run is refused before it deploys anything
+    whose record it could not keep (a deployment without its state is one the next run cannot upgrade or remove)."""
+    probe = os.path.abspath(state_dir)
+    while not os.path.lexists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)  # the directory will be created under the nearest one that exists
+    problem = None
+    if not os.path.isdir(probe):
+        problem = f"{probe} is not a directory"
+    else:
+        st = os.statvfs(probe)
+        if st.f_flag & os.ST_RDONLY:
+            problem = f"{probe} is on a read-only file system"
+        elif not os.access(probe, os.W_OK):
+            problem = f"{probe} is not writable by this user"
+        elif st.f_bavail * st.f_frsize < STATE_DIR_MIN_FREE:
+            problem = (
+                f"the file system of {probe} has {st.f_bavail * st.f_frsize // 1024} KiB free, "
+                f"less than the {STATE_DIR_MIN_FREE // 1024} KiB the state and compile cache need"
+            )
+        elif st.f_files and not st.f_favail:
+            problem = f"the file system of {probe} has no free inodes"
+    if problem is None:
+        return None
+    return (
+        f"state_dir: {problem}. The record of what is deployed is kept there, so nothing was changed: free space, "
+        "make it writable, or point state_dir at a writable directory"
+    )
+
+
 def read_state(name: str, state_dir: str = DEFAULT_STATE_DIR) -> dict[str, Any] | None:
     path = state_path(name, state_dir)
     try:

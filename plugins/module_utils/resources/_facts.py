@@ -59,29 +59,6 @@ def _probe_batch() -> bool:
         return False
 
 
-# How to create a map of each type libbpf 1.1 cannot probe: (key_size, value_size, max_entries, flags).
-_PROBE_BY_CREATION: dict[str, tuple[int, int, int, int]] = {
-    "arena": (0, 0, 1, _abi.MAP_FLAGS["mmapable"]),  # one page of memory
-}
-
-
-def _probe_map_type(map_type: str) -> bool | None:
-    """Whether the kernel can create maps of this type: libbpf's probe, else a creation of our own, else None
-    (unknown)."""
-    supported = _libbpf.probe_map_type(map_type)
-    if supported is None and map_type in _PROBE_BY_CREATION:
-        key_size, value_size, max_entries, flags = _PROBE_BY_CREATION[map_type]
-        try:
-            with _bpf_map.map_create(
-                map_type, "cnf_probe", key_size, value_size, max_entries, label="probe", flags=flags
-            ):
-                return True
-        except BpfError as exc:
-            # EINVAL (unknown type), EOPNOTSUPP/ENOTSUPP (compiled out) mean no; anything else (EPERM...) is unknown.
-            return False if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, _libbpf.ENOTSUPP) else None
-    return supported
-
-
 def kernel_facts() -> dict[str, Any]:
     mounts = []
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
@@ -98,7 +75,7 @@ def kernel_facts() -> dict[str, Any]:
         "unprivileged_bpf_disabled": _read("/proc/sys/kernel/unprivileged_bpf_disabled"),
         "possible_cpus": _libbpf.num_possible_cpus(),
         "features": {
-            "map_types": {t: _probe_map_type(t) for t in _abi.MAP_TYPES},
+            "map_types": {t: _maps.map_type_supported(t) for t in _abi.MAP_TYPES},
             "batch_map_ops": _probe_batch(),
             "tcx": _libbpf_link.probe_tcx(),
             # XDP bpf_links exist since 5.9; there is no cheap probe short of attaching, so read the release.

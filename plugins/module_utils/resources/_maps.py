@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Pinned maps on bpffs: read their state, create and pin, unpin.
+"""Pinned maps on bpffs: read their state, create and pin, unpin; whether a path is on bpffs and a map type in the kernel.
 
 Reads a pinned map into a `types._map_spec.MapState` and creates one from a `MapSpec`.
 """
@@ -41,8 +41,54 @@ def mount_fstype(path: str) -> tuple[str, str]:
     return best
 
 
+# How to create a map of each type libbpf 1.1 cannot probe: (key_size, value_size, max_entries, flags).
+_PROBE_BY_CREATION: dict[str, tuple[int, int, int, int]] = {
+    "arena": (0, 0, 1, _abi.MAP_FLAGS["mmapable"]),  # one page of memory
+}
+
+
+def map_type_supported(map_type: str) -> bool | None:
+    """Whether the running kernel can create maps of this type: libbpf's probe, else a creation of our own, else
+    None (unknown). Probed, not read off the kernel version: distributions backport and configure types out."""
+    supported = _libbpf.probe_map_type(map_type)
+    if supported is None and map_type in _PROBE_BY_CREATION:
+        key_size, value_size, max_entries, flags = _PROBE_BY_CREATION[map_type]
+        try:
+            with _bpf_map.map_create(
+                map_type, "cnf_probe", key_size, value_size, max_entries, label="probe", flags=flags
+            ):
+                return True
+        except BpfError as exc:
+            # EINVAL (unknown type), EOPNOTSUPP/ENOTSUPP (compiled out) mean no; anything else (EPERM...) is unknown.
+            return False if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, _libbpf.ENOTSUPP) else None
+    return supported
+
+
+def unsupported_map_type(option: str, map_type: str) -> str | None:
+    """A refusal for a map type the running kernel does not have (None when it has it, or cannot tell)."""
+    if map_type_supported(map_type) is False:
+        return (
+            f"{option}: this kernel ({os.uname().release}) cannot create {map_type} maps (probed); "
+            "nothing was created: use a kernel that has them or another map type"
+        )
+    return None
+
+
 def on_bpffs(path: str) -> bool:
     return mount_fstype(path)[1] == "bpf"
+
+
+def bpffs_refusal(option: str, path: str) -> str | None:
+    """Why `path` (given as `option`) cannot hold pins, with what to do; None when it is on bpffs. The modules never
+    mount bpffs themselves: where it is mounted (and that it is mounted at boot) is the host's setup."""
+    mount_point, fstype = mount_fstype(path)
+    if fstype == "bpf":
+        return None
+    return (
+        f"{option}: {path} is not on a bpffs mount (it is on {fstype or 'an unknown fs'} at {mount_point}); pins "
+        "live on bpffs, which this module does not mount: run the cnf.ebpf.bpf_host role, or "
+        "'mount -t bpf bpf /sys/fs/bpf'"
+    )
 
 
 def read_btf_types(

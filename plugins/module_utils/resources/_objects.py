@@ -30,6 +30,7 @@ from typing import Any
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _bpf_map, _libbpf
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError, Fd
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf_obj import BpfObject, MapHandle, prog_map_ids
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _maps
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
 from ansible_collections.cnf.ebpf.plugins.module_utils.types import _abi
 from ansible_collections.cnf.ebpf.plugins.module_utils.types._btf import BtfType, Datasec, Var, type_name
@@ -248,15 +249,38 @@ def build_flags(
     return flags
 
 
+# CO-RE objects need BTF with field relocations (__builtin_preserve_access_index) and BTF-defined maps: clang 10.
+MIN_CLANG_MAJOR = 10
+_CLANG_VERSION = re.compile(r"clang version (\d+)\.")
+
+
 @functools.lru_cache(maxsize=8)
-def clang_version(clang: str = "clang") -> str:
-    """`clang --version` (the whole text: a different build of the same version may compile differently)."""
+def clang_version(clang: str = "clang", source: str = "(none)") -> str:
+    """`clang --version` (the whole text: a different build of the same version may compile differently). A clang
+    that is missing, does not run or is older than MIN_CLANG_MAJOR is refused with what to install."""
+    command = [clang, "--version"]
     try:
-        proc = subprocess.run([clang, "--version"], capture_output=True, text=True, check=False)
+        proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        raise CompileError(
+            source,
+            command,
+            str(exc),
+            f"{clang} is not installed or not on PATH: install clang and llvm (the cnf.ebpf.bpf_host role does)",
+        ) from exc
     except OSError as exc:
-        raise CompileError("(none)", [clang, "--version"], str(exc), f"cannot run {clang}: {exc.strerror}") from exc
+        raise CompileError(source, command, str(exc), f"cannot run {clang}: {exc.strerror}") from exc
     if proc.returncode != 0:
-        raise CompileError("(none)", [clang, "--version"], proc.stderr)
+        raise CompileError(source, command, proc.stderr)
+    found = _CLANG_VERSION.search(proc.stdout)
+    if found and int(found.group(1)) < MIN_CLANG_MAJOR:
+        raise CompileError(
+            source,
+            command,
+            proc.stdout,
+            f"{clang} is clang {found.group(1)}; CO-RE BPF objects need clang {MIN_CLANG_MAJOR} or newer: install a "
+            "newer clang",
+        )
     return proc.stdout.strip()
 
 
@@ -343,7 +367,7 @@ def compile_source(
     except OSError as exc:
         raise CompileError(source, [], str(exc), f"cannot read the source: {exc.strerror}") from exc
     flags = build_flags(include_dirs, defines, cflags)
-    version = clang_version(clang)
+    version = clang_version(clang, source)
     shim_dir = write_shim(cache_dir)
     compile_flags = build_flags(include_dirs, defines, cflags, shim_dir)
 
@@ -469,6 +493,21 @@ class ObjectSpec:
             if m.internal and m.section == RODATA_SECTION:
                 return m
         return None
+
+
+def unsupported_by_kernel(spec: ObjectSpec) -> list[str]:
+    """The programs and maps of an object whose type the running kernel does not have, found by probing each type
+    (not by the kernel version): what a load would fail on with a bare EINVAL, said before anything is loaded."""
+    missing = [
+        f"program {prog.name} is of type {prog.type}"
+        for prog in spec.programs
+        if _libbpf.probe_prog_type(prog.type) is False
+    ]
+    for m in spec.maps:
+        for declared in (m, m.inner):
+            if declared is not None and not declared.internal and _maps.map_type_supported(declared.type) is False:
+                missing.append(f"map {m.name} is of type {declared.type}")
+    return missing
 
 
 def _btf_type(btf: Btf | None, type_id: int) -> BtfType | None:

@@ -19,11 +19,15 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _attach, _hooks
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _attach, _hooks, _maps
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BpfError, Fd
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import LockTimeout
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _options
-from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import (
+    fail_without_libbpf,
+    fail_without_privileges,
+    with_defaults,
+)
 
 KINDS = _hooks.KINDS
 ARGUMENT_SPEC: dict[str, Any] = {
@@ -63,6 +67,10 @@ class AttachError(ValueError):
 
 def resolve_program(program: str, pin_root: str) -> tuple[str, str | None, str | None]:
     """(pin path, application, program name) for 'app/prog' (a bpf_program deployment) or an absolute pin path."""
+    refusal = _maps.bpffs_refusal("program", program) if program.startswith("/") else None
+    refusal = refusal or _maps.bpffs_refusal("pin_root", pin_root)
+    if refusal:
+        raise AttachError(refusal)
     if program.startswith("/"):
         rel = os.path.relpath(program, pin_root)
         parts = rel.split(os.sep)
@@ -154,6 +162,9 @@ def attach(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
     link_dir = _apps.AppLayout(app, p["pin_root"]).links_dir if app else os.path.join(p["pin_root"], "links")
     spec = attach_spec(p, os.path.join(link_dir, hook))
     result: dict[str, Any] = {"changed": False, "hook": hook, "program": pin, "reasons": []}
+    refusal = _apps.state_dir_refusal(p["state_dir"]) if app and not check_mode else None
+    if refusal:  # an application's attachments are recorded in its state: refuse before attaching what it cannot
+        raise AttachError(refusal)
     lock = _apps.app_lock(app, p["lock_timeout"]) if app else _apps.app_lock("_unmanaged", p["lock_timeout"])
     with lock:
         state = _apps.read_state(app, p["state_dir"]) if app else None
@@ -441,6 +452,8 @@ def detach_record(record: dict[str, Any]) -> None:
 
 def run(module: AnsibleModule) -> None:
     fail_without_libbpf(module)
+    tracing = module.params["kind"] in _hooks.TRACING_KINDS
+    fail_without_privileges(module, ("bpf",) if tracing else ("bpf", "net_admin"))
     if _hooks.PYROUTE2_IMPORT_ERROR is not None and module.params["kind"] not in _hooks.TRACING_KINDS:
         module.fail_json(msg=missing_required_lib("pyroute2"), exception=_hooks.PYROUTE2_IMPORT_ERROR)
     try:

@@ -39,7 +39,11 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.surface import (
     _options,
     _program_module,
 )
-from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import (
+    fail_without_libbpf,
+    fail_without_privileges,
+    with_defaults,
+)
 
 UNIT_NAME = "cnf-ebpf-restore.service"
 ARGUMENT_SPEC: dict[str, Any] = {
@@ -211,6 +215,7 @@ def install(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
 
 def run(module: AnsibleModule) -> None:
     fail_without_libbpf(module)
+    fail_without_privileges(module)
     try:
         result = install(module.params, check_mode=module.check_mode)
     except (BootError, ValueError, LockTimeout) as exc:

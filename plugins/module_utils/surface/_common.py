@@ -1,6 +1,7 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What every module's surface needs: the missing-libbpf failure, and defaults for in-process calls."""
+"""What every module's surface needs: the failures before any work (libbpf missing, capabilities missing), and
+defaults for in-process calls."""
 
 from __future__ import annotations
 
@@ -19,6 +20,18 @@ def fail_without_libbpf(module: AnsibleModule) -> None:
     ok, error = _host.libbpf_available()
     if not ok:
         module.fail_json(msg=missing_required_lib(_host.LIBBPF_PACKAGE_HINT), exception=error)
+
+
+def fail_without_privileges(module: AnsibleModule, needs: tuple[str, ...] = ("bpf",)) -> None:
+    """Refuse, before anything is touched, a task whose process lacks the capabilities its BPF work needs (the
+    kernel would answer the first syscall with a bare EPERM, perhaps after other steps were done)."""
+    missing = _host.missing_capabilities(needs, _host.effective_capabilities())
+    if missing:
+        module.fail_json(
+            msg=f"This task needs root: the process lacks {', '.join(missing)}. Run the task with "
+            "become: true, or grant the process those capabilities; nothing was changed",
+            missing_capabilities=missing,
+        )
 
 
 def with_defaults(argument_spec: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning import _entries_plan
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning._entries_plan import STATES, Change, Declared, ValueOps
-from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _maps
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._entries import (
     ARRAY_KINDS,
     MAP_IN_MAP_KINDS,
@@ -35,7 +35,11 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import a
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BpfError, CodecError
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import LockTimeout
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _options
-from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import (
+    fail_without_libbpf,
+    fail_without_privileges,
+    with_defaults,
+)
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "path": {"type": "path", "required": True},
@@ -491,7 +495,13 @@ def _persist(app: str, p: dict[str, Any]) -> None:
 
 def _reconcile(params: dict[str, Any], check_mode: bool, diff: bool) -> dict[str, Any]:
     p = _with_defaults(params)
+    refusal = _maps.bpffs_refusal("path", p["path"])
+    if refusal:
+        raise EntriesError(refusal)
     app = _owning_app(p) if p["persist"] else None
+    refusal = _apps.state_dir_refusal(p["state_dir"]) if app and not check_mode else None
+    if refusal:  # persisted entries are recorded in the application's state, for the restore at boot
+        raise EntriesError(refusal)
     state = p["state"]
     # A CSV src is read after the map is open: its integer columns may be packed without a dict per row
     src_csv = p["src"] is not None and p["src"].lower().endswith(".csv")
@@ -554,6 +564,7 @@ def _reconcile(params: dict[str, Any], check_mode: bool, diff: bool) -> dict[str
 
 def run(module: AnsibleModule) -> None:
     fail_without_libbpf(module)
+    fail_without_privileges(module)
     try:
         result = reconcile(module.params, check_mode=module.check_mode, diff=module._diff)
     except EntriesError as exc:

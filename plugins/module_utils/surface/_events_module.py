@@ -16,12 +16,16 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _events
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _events, _maps
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._events import EventTypeError
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BpfError
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _options
-from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import (
+    fail_without_libbpf,
+    fail_without_privileges,
+    with_defaults,
+)
 
 try:
     import jmespath
@@ -54,6 +58,9 @@ class EventsError(ValueError):
 def _pin(option: str, value: str, pin_root: str, program: bool = False) -> str:
     """An absolute pin path as is; 'application/name' as that bpf_program deployment's map (or program) pin."""
     if value.startswith("/"):
+        refusal = _maps.bpffs_refusal(option, value)
+        if refusal:
+            raise EventsError(refusal)
         return value
     app, sep, name = value.partition("/")
     if not sep or "/" in name:
@@ -170,6 +177,7 @@ def _finish(result: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
 
 def run(module: AnsibleModule) -> None:
     fail_without_libbpf(module)
+    fail_without_privileges(module)
     try:
         result = capture(module.params, check_mode=module.check_mode)
     except (EventsError, EventTypeError) as exc:

@@ -13,7 +13,11 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _facts, _hooks
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BpfError, CodecError
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _options
-from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import (
+    fail_without_libbpf,
+    fail_without_privileges,
+    with_defaults,
+)
 
 try:
     import jmespath
@@ -134,6 +138,7 @@ def gather(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
 
 def run(module: AnsibleModule) -> None:
     fail_without_libbpf(module)
+    fail_without_privileges(module)
     try:
         result = gather(module.params, check_mode=module.check_mode)
     except FactsError as exc:

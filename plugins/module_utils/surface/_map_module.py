@@ -12,7 +12,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning import _map_plan
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _host, _maps
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _options
-from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import (
+    fail_without_libbpf,
+    fail_without_privileges,
+)
 
 INNER_MAP_OPTIONS: dict[str, Any] = {
     "path": {"type": "path"},
@@ -43,16 +46,6 @@ ARGUMENT_SPEC: dict[str, Any] = {
 }
 
 
-def _bpffs_path_error(path: str) -> str | None:
-    mount_point, fstype = _maps.mount_fstype(path)
-    if fstype != "bpf":
-        return (
-            f"path: {path} is not on a bpffs mount (it is on {fstype or 'an unknown fs'} at {mount_point}); "
-            "pin maps under /sys/fs/bpf (mount it with 'mount -t bpf bpf /sys/fs/bpf' or the cnf.ebpf.bpf_host role)"
-        )
-    return None
-
-
 def _apply_permissions(module: AnsibleModule, path: str, changed: bool, diff: dict[str, Any]) -> bool:
     file_args = module.load_file_common_arguments(module.params, path=path)
     return module.set_fs_attributes_if_different(file_args, changed, diff=diff)
@@ -72,7 +65,7 @@ def _ensure_absent(module: AnsibleModule, result: dict[str, Any]) -> None:
 def _ensure_present(module: AnsibleModule, result: dict[str, Any]) -> None:
     params = module.params
     path = params["path"]
-    error = _bpffs_path_error(path)
+    error = _maps.bpffs_refusal("path", path)
     if error:
         module.fail_json(msg=error, **result)
     spec = _map_plan.build_map_spec(
@@ -91,6 +84,10 @@ def _ensure_present(module: AnsibleModule, result: dict[str, Any]) -> None:
     before = _map_plan.describe_state(state) if state else {}
     after = before
     if plan.action in ("create", "recreate"):
+        for option, map_spec in (("type", spec), ("inner_map.type", spec.inner)):
+            refusal = _maps.unsupported_map_type(option, map_spec.type) if map_spec is not None else None
+            if refusal:
+                module.fail_json(msg=refusal, **result)
         if module.check_mode:
             after = _map_plan.describe_spec(spec)
         else:
@@ -109,6 +106,7 @@ def _ensure_present(module: AnsibleModule, result: dict[str, Any]) -> None:
 
 def run(module: AnsibleModule) -> None:
     fail_without_libbpf(module)
+    fail_without_privileges(module)
     result: dict[str, Any] = {"changed": False, "path": module.params["path"], "differences": []}
     try:
         if module.params["state"] == "absent":

@@ -30,7 +30,11 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BccMissing, BpfError
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import LockTimeout
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _attach_module, _options
-from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import fail_without_libbpf, with_defaults
+from ansible_collections.cnf.ebpf.plugins.module_utils.surface._common import (
+    fail_without_libbpf,
+    fail_without_privileges,
+    with_defaults,
+)
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface._program_upgrade import (
     ProgramError,
     declared_map_spec,
@@ -123,6 +127,12 @@ def _reconcile(
         reasons.extend(f"map {name}: pin missing (removed behind our back)" for name in missing_maps)
         if spec is None and reasons and not check_mode:
             spec = inspect()
+        unsupported = _objects.unsupported_by_kernel(spec) if spec is not None and reasons else []
+        if unsupported:
+            raise ProgramError(
+                f"this kernel ({os.uname().release}) cannot run the object: {'; '.join(unsupported)}, a type it does "
+                "not have (probed); nothing was loaded or changed"
+            )
         shared = set(p["shared_maps"])
         decisions, pinned = [], {}
         for m in spec.maps if spec is not None else []:
@@ -171,8 +181,12 @@ def _reconcile(
 
 def _present(p: dict[str, Any], check_mode: bool, reattach: bool = True) -> dict[str, Any]:
     layout = _apps.AppLayout(p["name"], p["pin_root"])
-    if _maps.mount_fstype(p["pin_root"])[1] != "bpf":
-        raise ProgramError(f"pin_root: {p['pin_root']} is not on a bpffs mount (mount -t bpf bpf /sys/fs/bpf)")
+    refusal = _maps.bpffs_refusal("pin_root", p["pin_root"])
+    if refusal:
+        raise ProgramError(refusal)
+    refusal = None if check_mode else _apps.state_dir_refusal(p["state_dir"])
+    if refusal:
+        raise ProgramError(refusal)
     if p["loader"] == "bcc":
         return _present_bcc(p, check_mode, reattach, layout)
     if p["functions"]:
@@ -298,6 +312,7 @@ def deploy(params: dict[str, Any], check_mode: bool = False, reattach: bool = Tr
 
 def run(module: AnsibleModule) -> None:
     fail_without_libbpf(module)
+    fail_without_privileges(module)
     try:
         result = deploy(module.params, check_mode=module.check_mode)
     except _objects.VerifierError as exc:

@@ -1,6 +1,7 @@
 # Copyright: (c) 2026, cnf.ebpf contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Pinned maps on bpffs: read their state, create and pin, unpin; whether a path is on bpffs and a map type in the kernel.
+"""Pinned maps on bpffs: read their state, create and pin, unpin; whether a path is on bpffs, and a map type in
+the kernel.
 
 Reads a pinned map into a `types._map_spec.MapState` and creates one from a `MapSpec`.
 """

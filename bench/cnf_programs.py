@@ -178,14 +178,14 @@ def main() -> None:
             "filter_match": (filter_rules_obj.programs["xdp_filter"].fd, packet),
             "filter_miss": (filter_rules_obj.programs["xdp_filter"].fd, unmatched),
         }
-        fds.update({name: (profile_obj.programs[name].fd, packet) for name, _ in PROFILE_ROWS})
+        fds.update({name: (profile_obj.programs[name].fd, packet) for name, _label in PROFILE_ROWS})
         lpm, count_hit = filter_profile_obj.programs["p_lpm_lookup"].fd, filter_profile_obj.programs["p_count_hit"].fd
         fds.update({"lpm_match": (lpm, packet), "lpm_miss": (lpm, unmatched), "count_hit": (count_hit, packet)})
         assert _libbpf_obj.prog_test_run(*fds["filter_match"])[0] == 2  # XDP_PASS: the ALLOW rule
         for fd, pkt in fds.values():
             _libbpf_obj.prog_test_run(fd, pkt)  # the flows exist from here on
         rounds: dict[str, list[int]] = {name: [] for name in fds}
-        for _ in range(ROUNDS):
+        for _round in range(ROUNDS):
             for name, (fd, pkt) in fds.items():
                 rounds[name].append(established(fd, pkt))
         est = {name: statistics.median(values) for name, values in rounds.items()}

@@ -34,7 +34,7 @@ def k(i: int) -> bytes:
 
 def want(*entries: tuple[int, dict]) -> Declared:
     """Declared entries {key: k(i), value: given} for each (i, given)."""
-    return Declared([k(i) for i, _ in entries], [CODEC.encode(g) for _, g in entries], [g for _, g in entries])
+    return Declared([k(i) for i, _g in entries], [CODEC.encode(g) for _i, g in entries], [g for _i, g in entries])
 
 
 def test_merged_adds_updates_and_leaves_the_rest() -> None:
@@ -207,7 +207,7 @@ def _reference(state: str, want: list[tuple[int, dict]], have: dict[bytes, bytes
             upserts[key] = new
             counts["updated"] += 1
     if state == "overridden":
-        declared = {k(i) for i, _ in want}
+        declared = {k(i) for i, _given in want}
         for key in have:
             if key not in declared:
                 deletes.append(key)
@@ -230,7 +230,7 @@ def test_plan_matches_the_per_entry_definition(
 ) -> None:
     have = {k(i): CODEC.encode(v) for i, v in have_map.items()}
     pairs = list(want_map.items())
-    declared = Declared([k(i) for i, _ in pairs]) if state == "deleted" else want(*pairs)
+    declared = Declared([k(i) for i, _given in pairs]) if state == "deleted" else want(*pairs)
     plan = plan_entries(state, declared, have, OPS, track_changes=track)
     upserts, deletes, counts = _reference(state, pairs, have)
     assert {key: CODEC.decode(value) for key, value in plan.upserts} == upserts

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,10 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.surface._entries_module i
     load_src,
 )
 
-HEADER = ["key.src", "key.port", "value.stats.packets", "value.stats.bytes", "value.action"]
+HEADER = ("key.src", "key.port", "value.stats.packets", "value.stats.bytes", "value.action")
 
 
-def write(tmp_path: Path, rows: list[list[str]], header: list[str] = HEADER) -> str:
+def write(tmp_path: Path, rows: list[list[str]], header: Sequence[str] = HEADER) -> str:
     path = tmp_path / "entries.csv"
     with open(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
@@ -63,7 +64,7 @@ def test_column_wise_reading_equals_row_by_row(tmp_path_factory: pytest.TempPath
     path = write(tmp_path_factory.mktemp("csv"), rows)
     expected = []
     for row in csv.reader(io.StringIO(Path(path).read_text(encoding="utf-8"))):
-        if row == HEADER:
+        if row == list(HEADER):
             continue
         entry: dict = {}
         for column, cell in zip(HEADER, row):

@@ -193,7 +193,7 @@ demo-check:
 # VM scenarios: Debian 12 guests under qemu (TCG), the image built offline and cached in .build/vm (keyed by its
 # inputs). MOLECULE_SCENARIOS picks some; the guests' Python is their own, so no ANSIBLE_PYTHON_INTERPRETER here.
 MOLECULE_APT       := qemu-system-x86 qemu-utils mmdebstrap openssh-client e2fsprogs
-MOLECULE_SCENARIOS ?= default reboot xdp_filter upgrade rolling
+MOLECULE_SCENARIOS ?= default reboot xdp_filter upgrade rolling tracing
 molecule: deps collection-link
 	@$(MAKE) --no-print-directory apt-deps APT_PKGS="$(MOLECULE_APT)"
 	@rc=0; for s in $(MOLECULE_SCENARIOS); do \

@@ -183,6 +183,16 @@ counts:
   returned: unless state is gathered
   type: dict
   sample: {added: 2, updated: 1, removed: 0, unchanged: 97}
+repaired:
+  description:
+    - What this run found left half-done by an earlier run that was killed while writing the map (a marker under
+      C(/run/cnf-ebpf) records every write in progress). The plan is made from the map's contents as they are, so
+      the run finishes the job whatever state the killed run left; the counts say what it had left to do.
+  returned: when an earlier run was killed while writing this map
+  type: list
+  elements: str
+  sample: ["a run of state=overridden (pid 4242, started 2026-12-04T18:30:00Z) was killed while writing this map
+    (200000 writes and 0 deletes planned); this run finished the job from the map's contents as they were"]
 entries:
   description: The decoded entries, sorted by key bytes, at most O(limit). Maps of maps also give C(inner_map_id).
   returned: when state is gathered

@@ -7,16 +7,21 @@ lock, queue/stack draining, and inner maps of map-in-map types.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import struct
+import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
+from typing import Any
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel import _bpf_map, _libbpf
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._bpf_map import BpfMap
 from ansible_collections.cnf.ebpf.plugins.module_utils.kernel._libbpf import BpfError
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _maps
-from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import file_lock
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._faults import kill_point
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import LOCK_DIR, file_lock
 from ansible_collections.cnf.ebpf.plugins.module_utils.types import (
     _abi,
     _btf,
@@ -74,6 +79,11 @@ class ApplyError(Exception):
         )
 
 
+# Upserts go to the kernel in slices of this many entries (each slice is batched further below): the crash points
+# between slices are where a killed run leaves a map half-written.
+WRITE_CHUNK = 65536
+
+
 def apply_changes(
     bpf_map: BpfMap,
     upserts: list[tuple[bytes, bytes]],
@@ -94,8 +104,11 @@ def apply_changes(
         if deletes_first:
             bpf_map.delete_many(deletes)
             deletes_done = True
-        written = bpf_map.update_many(upserts)
+        for start in range(0, len(upserts), WRITE_CHUNK):
+            kill_point("entries.write")
+            written += bpf_map.update_many(upserts[start : start + WRITE_CHUNK])
         if not deletes_first:
+            kill_point("entries.delete")
             bpf_map.delete_many(deletes)
     except BpfError as exc:
         if exc.op.startswith("update"):
@@ -357,9 +370,46 @@ class EntryMap:
     def read_queue(self) -> list[bytes]:
         return read_queue(self.bpf_map, stack=self.type == "stack")
 
-    def apply(self, upserts: list[tuple[bytes, bytes]], deletes: list[bytes], deletes_first: bool = False) -> None:
+    def apply(
+        self, upserts: list[tuple[bytes, bytes]], deletes: list[bytes], deletes_first: bool = False, what: str = ""
+    ) -> None:
+        """Write a plan, under a marker that outlives a run killed half-way (see interrupted_write()). Call it
+        holding lock(): the marker is only ever looked at and removed by the lock's holder."""
         fds = self.inner_maps.fd_for_id if self.type in MAP_IN_MAP_KINDS else None
-        apply_changes(self.bpf_map, upserts, deletes, fds, deletes_first)
+        marker = self._marker_path()
+        os.makedirs(os.path.dirname(marker), exist_ok=True)
+        record = {
+            "pid": os.getpid(),
+            "started": time.time(),
+            "what": what,
+            "writes": len(upserts),
+            "deletes": len(deletes),
+        }
+        with atomic_file(marker) as f:
+            json.dump(record, f)
+        try:
+            apply_changes(self.bpf_map, upserts, deletes, fds, deletes_first)
+        finally:
+            self.clear_interrupted()  # an error is reported by this run; only a killed run leaves the marker
+
+    def interrupted_write(self) -> dict[str, Any] | None:
+        """What an earlier run was writing into this map when it was killed (its marker), or None. Call it holding
+        lock(): a live writer would hold the lock, so a marker seen then is a dead run's."""
+        try:
+            with open(self._marker_path(), encoding="utf-8") as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
+    def clear_interrupted(self) -> None:
+        try:
+            os.unlink(self._marker_path())
+        except FileNotFoundError:
+            pass
+
+    def _marker_path(self) -> str:
+        return os.path.join(LOCK_DIR, f"map-{self.map_id}.writing")
 
     def refill_queue(self, drain: bool, push: list[bytes]) -> None:
         refill_queue(self.bpf_map, drain, push)

@@ -13,6 +13,7 @@ import csv
 import gc
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import islice, repeat
@@ -493,6 +494,16 @@ def _persist(app: str, p: dict[str, Any]) -> None:
             _apps.write_state(app, state, p["state_dir"])
 
 
+def _interrupted_text(record: dict[str, Any], check_mode: bool) -> str:
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.get("started") or 0))
+    return (
+        f"a run of state={record.get('what') or '?'} (pid {record.get('pid')}, started {started}) was killed while "
+        f"writing this map ({record.get('writes')} writes and {record.get('deletes')} deletes planned); this run "
+        + ("would finish" if check_mode else "finished")
+        + " the job from the map's contents as they were"
+    )
+
+
 def _reconcile(params: dict[str, Any], check_mode: bool, diff: bool) -> dict[str, Any]:
     p = _with_defaults(params)
     refusal = _maps.bpffs_refusal("path", p["path"])
@@ -534,6 +545,7 @@ def _reconcile(params: dict[str, Any], check_mode: bool, diff: bool) -> dict[str
                 stride=emap.bpf_map.value_stride,
             )
             with emap.lock(p["lock_timeout"]):
+                interrupted = emap.interrupted_write()
                 have = emap.read()
                 try:
                     plan = _entries_plan.plan_entries(
@@ -550,8 +562,12 @@ def _reconcile(params: dict[str, Any], check_mode: bool, diff: bool) -> dict[str
                     raise EntriesError(str(exc)) from exc
                 deletes_first = _check_capacity(emap, len(have), plan)
                 if plan.changed and not check_mode:
-                    emap.apply(plan.upserts, plan.deletes, deletes_first)
+                    emap.apply(plan.upserts, plan.deletes, deletes_first, what=state)
+                elif interrupted is not None and not check_mode:
+                    emap.clear_interrupted()  # the killed run had written everything: nothing left to repair
             result = {"changed": plan.changed, "counts": plan.counts()}
+            if interrupted is not None:
+                result["repaired"] = [_interrupted_text(interrupted, check_mode)]
             if diff:
                 result["diff"] = render_diff(emap, plan.changes, p["diff_limit"])
         result["map"] = {"path": emap.path, "id": emap.map_id, "type": emap.type}

@@ -12,7 +12,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .conftest import MODULES, bpftool, run_module
+import pytest
+
+from .conftest import MODULES, application, bpftool, run_module
+from .netns import VethPair
 
 LOCK_DIR = Path("/run/cnf-ebpf")
 
@@ -95,3 +98,97 @@ def test_overridden_killed_between_writes_is_finished_and_reported(pin_dir: Path
     done = run_module("bpf_map_entries", {"path": str(path), "state": "overridden", "src": str(old)})
     assert done["counts"]["removed"] == 100_000 and done["counts"]["unchanged"] == 200_000 and done["repaired"]
     assert contents(path) == dict.fromkeys(range(0, 200_000), 1) and not marker.exists()
+
+
+FLOW_SRC = str(Path(__file__).parent / "data" / "prog_flow.c")
+UPGRADE_POINTS = [
+    "program.loaded",
+    "program.pending",
+    "program.pin",
+    "program.swapped",
+    "program.maps",
+    "program.state",
+]
+
+
+@pytest.fixture
+def app(tmp_path: Path, veth: VethPair) -> Any:  # after veth: removed while the namespaces still exist
+    yield from application(tmp_path, "k")
+
+
+def xdp_prog_id(veth: VethPair) -> int | None:
+    xdp = veth.link_json(veth.ns_b, veth.if_b).get("xdp")
+    return xdp["prog"]["id"] if xdp else None
+
+
+def pinned_prog_id(app: dict[str, Any]) -> int:
+    return bpftool("prog", "show", "pinned", f"/sys/fs/bpf/cnf/{app['name']}/progs/xdp_flow")["id"]
+
+
+def recorded_prog_id(app: dict[str, Any]) -> int:
+    state = json.loads(Path(app["state_dir"], "apps", f"{app['name']}.json").read_text())
+    return state["programs"]["xdp_flow"]["id"]
+
+
+def passed(app: dict[str, Any], veth: VethPair, count: int = 50) -> tuple[int, int]:
+    """(datagrams that arrived, datagrams the attached program counted) for `count` sent to a port it passes."""
+    before = _port_packets(app)
+    received, _secs = veth.udp_through(veth.addr_b, count, port=9100)
+    return received, _port_packets(app) - before
+
+
+def _port_packets(app: dict[str, Any]) -> int:
+    result = run_module("bpf_map_entries", {"path": f"/sys/fs/bpf/cnf/{app['name']}/maps/stats", "state": "gathered"})
+    return sum(e["value"]["packets"] for e in result["entries"] if e["key"] == 9100)
+
+
+@pytest.mark.parametrize("point", UPGRADE_POINTS)
+def test_an_upgrade_killed_anywhere_keeps_traffic_flowing_and_the_next_run_converges(
+    app: dict[str, Any], veth: VethPair, tmp_path: Path, point: str
+) -> None:
+    deployed = dict(app, src=FLOW_SRC, constants={"drop_port": 7777})
+    assert run_module("bpf_program", deployed)["changed"]
+    attach = dict(app, program=f"{app['name']}/xdp_flow", kind="xdp", interface=veth.if_b, netns=veth.ns_b)
+    attach.pop("name")
+    assert run_module("bpf_attach", attach)["changed"]
+    old_id = xdp_prog_id(veth)
+    upgrade = dict(deployed, constants={"drop_port": 7778})
+
+    killed_run("bpf_program", upgrade, point, tmp_path)
+    # never neither: the hook runs the old program or the new one, and it handles the traffic
+    on_hook = xdp_prog_id(veth)
+    assert on_hook in (old_id, pinned_prog_id(app)), (point, on_hook, old_id)
+    assert passed(app, veth) == (50, 50), point
+
+    done = run_module("bpf_program", upgrade)
+    assert not done.get("failed"), (point, done)
+    if point == "program.loaded":  # killed before anything was recorded or moved: a plain upgrade
+        assert "repaired" not in done
+    else:
+        assert len(done["repaired"]) == 1 and "was killed before it finished" in done["repaired"][0], done
+    assert xdp_prog_id(veth) == pinned_prog_id(app) == recorded_prog_id(app) != old_id
+    assert "pending" not in json.loads(Path(app["state_dir"], "apps", f"{app['name']}.json").read_text())
+    assert passed(app, veth) == (50, 50)
+    again = run_module("bpf_program", upgrade)
+    assert again["changed"] is False and "repaired" not in again, again
+
+
+def test_a_migration_killed_after_the_swap_is_redone_and_says_what_is_not_carried(
+    app: dict[str, Any], veth: VethPair, tmp_path: Path
+) -> None:
+    v1 = dict(app, src=FLOW_SRC, constants={"drop_port": 7777})
+    assert run_module("bpf_program", v1)["changed"]
+    attach = dict(app, program=f"{app['name']}/xdp_flow", kind="xdp", interface=veth.if_b, netns=veth.ns_b)
+    attach.pop("name")
+    run_module("bpf_attach", attach)
+    assert passed(app, veth, 30) == (30, 30)
+    v3 = dict(v1, defines={"VERSION": 3}, map_policy="migrate")  # stats gains a field: migrated field by field
+    killed_run("bpf_program", v3, "program.swapped", tmp_path)
+    received, _secs = veth.udp_through(veth.addr_b, 20, port=9100)
+    assert received == 20, "the new program handles the traffic"
+    done = run_module("bpf_program", v3)
+    assert not done.get("failed"), done
+    assert "stats" in done["repaired"][0] and "not carried over" in done["repaired"][0], done
+    assert done["maps"]["stats"]["action"] == "migrate"
+    assert _port_packets(app) == 30, "the migration was redone from the pinned map, which holds the 30"
+    assert xdp_prog_id(veth) == pinned_prog_id(app) == recorded_prog_id(app)

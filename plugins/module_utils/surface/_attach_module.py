@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Collection
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -421,11 +422,14 @@ def _owned(current: list[_hooks.Attachment], pin: str, record: dict[str, Any] | 
     return [a for a in current if a.prog_id in ids]
 
 
-def swap_program(record: dict[str, Any], old_prog_id: int, new_fd: Fd) -> None:
-    """bpf_program upgrades: move one recorded hook from the old program to the new one, atomically."""
+def swap_program(record: dict[str, Any], old_prog_id: int, new_fd: Fd, also: Collection[int] = ()) -> None:
+    """bpf_program upgrades: move one recorded hook from the old program to the new one, atomically. The hook is
+    ours when it runs the old program, the recorded one, one of `also` (an interrupted upgrade's programs) or sits
+    on our pinned link."""
     spec = _hooks.AttachSpec(**record["spec"])
     current = _attach.current(spec)
-    old = [a for a in current if a.prog_id in (old_prog_id, record.get("prog_id"))]
+    ours = {old_prog_id, record.get("prog_id"), *also}
+    old = [a for a in current if a.prog_id in ours or (a.link_pin and a.link_pin == spec.link_pin)]
     if old:
         _attach.replace(spec, old[0], new_fd)
     elif not current:

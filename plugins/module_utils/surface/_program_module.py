@@ -27,6 +27,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.planning._program_plan im
     reload_reasons,
 )
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _bcc, _maps, _objects
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._faults import kill_point
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BccMissing, BpfError
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import LockTimeout
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _attach_module, _options
@@ -39,6 +40,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.surface._program_upgrade 
     ProgramError,
     declared_map_spec,
     install,
+    interrupted_upgrade,
 )
 
 ARGUMENT_SPEC: dict[str, Any] = {
@@ -146,6 +148,7 @@ def _reconcile(
             for d in decisions
             if d.action in ("recreate", "migrate")
         )
+        repaired = interrupted_upgrade(state, check_mode)
         result: dict[str, Any] = {
             "changed": bool(reasons),
             "reasons": reasons,
@@ -158,7 +161,12 @@ def _reconcile(
                 name: {"action": "none", "pin": record.get("pin"), "differences": []}
                 for name, record in ((state or {}).get("maps") or {}).items()
             }
+        if repaired:
+            result["repaired"] = [repaired]
         if not reasons or check_mode:
+            if repaired and not check_mode:  # killed before anything visible moved: only the note is left
+                state.pop("pending", None)
+                _apps.write_state(p["name"], state, p["state_dir"])
             if reasons:  # check mode: the hooks an upgrade would move
                 result["swapped"] = sorted(
                     hook
@@ -172,6 +180,7 @@ def _reconcile(
             result["state"] = state
             return result
         outcome = install(p, recorded_params(p), digest, load, spec, layout, state, decisions, pinned, reattach)
+        kill_point("program.state")
         _apps.write_state(p["name"], outcome["state"], p["state_dir"])
         result.update(state=outcome["state"], migrations=outcome["migrations"], swapped=outcome["swapped"])
         if outcome["unreachable"]:

@@ -22,6 +22,7 @@ from ansible_collections.cnf.ebpf.plugins.module_utils.planning._program_plan im
     declared_map,
 )
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _entries, _maps, _objects
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._faults import kill_point
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BpfError, CodecError
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _attach_module
 
@@ -105,6 +106,15 @@ def install(
                 new_spec = declared_map_spec(layout, by_name[decision.name], shared, p["map_sizes"])
                 with _maps.open_map_fd(loaded.maps[decision.name].fd) as new_map:
                     migrations[decision.name] = _migrate(decision, pinned[decision.name], new_map, new_spec)
+        kill_point("program.loaded")
+        if state is not None:
+            # Before the first visible step, the upgrade in progress goes on record: a run killed from here on leaves
+            # the old state with this note, which the next run reports and uses to recognise the new programs it
+            # finds on hooks and pins as its own half-done work.
+            _apps.write_state(
+                p["name"], dict(state, pending=_pending_record(digest, loaded, decisions)), p["state_dir"]
+            )
+            kill_point("program.pending")
         layout.make_dirs()
         if shared:
             os.makedirs(layout.shared_dir, exist_ok=True)
@@ -120,6 +130,7 @@ def install(
         }
         try:
             for name, prog in loaded.programs.items():
+                kill_point("program.pin")
                 if name in previous:
                     _maps.replace_pin(prog.fd, layout.prog_pin(name))  # atomic: rename over the old pin
                 else:
@@ -139,6 +150,7 @@ def install(
             for fd in previous.values():
                 fd.close()
         maps = {}
+        kill_point("program.maps")
         for decision in decisions:
             loaded_map = loaded.maps[decision.name]
             if decision.action == "create":
@@ -157,6 +169,7 @@ def install(
     finally:
         loaded.close()
     new_state = dict(state or {})
+    new_state.pop("pending", None)
     new_state.update(
         params=recorded,
         object_digest=digest,
@@ -182,8 +195,11 @@ def _swap_attachments(
         prog = record.get("program")
         if prog not in loaded.programs or prog not in old_progs:
             continue
+        interrupted = ((state or {}).get("pending") or {}).get("programs") or {}
         try:
-            _attach_module.swap_program(record, old_progs[prog]["id"], loaded.programs[prog].fd)
+            _attach_module.swap_program(
+                record, old_progs[prog]["id"], loaded.programs[prog].fd, also=[interrupted.get(prog, 0)]
+            )
         except (BpfError, OSError) as exc:
             if exc.errno not in (errno.ENOENT, errno.ENODEV):
                 raise
@@ -191,7 +207,41 @@ def _swap_attachments(
             continue
         record["prog_id"] = loaded.programs[prog].info["id"]
         swapped.append(hook_id)
+        kill_point("program.swapped")
     return unreachable
+
+
+def _pending_record(digest: str, loaded: Any, decisions: list[MapDecision]) -> dict[str, Any]:
+    return {
+        "object_digest": digest,
+        "pid": os.getpid(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "programs": {name: prog.info["id"] for name, prog in loaded.programs.items()},
+        # maps filled by this upgrade (migrated, or new) that are pinned only at the end
+        "new_maps": sorted(d.name for d in decisions if d.action in ("migrate", "recreate", "create")),
+    }
+
+
+def interrupted_upgrade(state: dict[str, Any] | None, check_mode: bool) -> str | None:
+    """What an earlier run left of an upgrade it was killed in (the state's pending note), as a sentence; None
+    when there is none."""
+    pending = (state or {}).get("pending")
+    if not pending:
+        return None
+    maps = pending.get("new_maps") or []
+    lost = (
+        f"; what its new programs counted in the maps it had not pinned yet ({', '.join(maps)}) before this run is "
+        "not carried over"
+        if maps
+        else ""
+    )
+    return (
+        f"an upgrade to object {str(pending.get('object_digest'))[:12]} (pid {pending.get('pid')}, started "
+        f"{pending.get('started')}) was killed before it finished; this run "
+        + ("would redo" if check_mode else "redid")
+        + " it, taking the hooks and pins it had moved as its own"
+        + lost
+    )
 
 
 def _revert_programs(

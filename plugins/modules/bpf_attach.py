@@ -183,6 +183,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+repaired:
+  description: An attachment made by an earlier run that was killed before it recorded it, recorded by this run.
+  returned: when an earlier run was killed between attaching and recording
+  type: list
+  elements: str
 hook:
   description: The hook's name, also the link pin's file name (under C(<pin_root>/<application>/links/)).
   returned: always

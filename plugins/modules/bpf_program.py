@@ -189,6 +189,15 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+repaired:
+  description:
+    - An upgrade an earlier run was killed in (recorded as C(pending) in the application's state before its first
+      visible step). The hooks then run the old or the new program, never none; this run redoes the upgrade and
+      takes the hooks and pins the killed run had moved as its own. It names the migrated or new maps whose contents
+      counted by the killed run's programs are not carried over.
+  returned: when an earlier run was killed during an upgrade
+  type: list
+  elements: str
 libbpf_log:
   description: Everything libbpf printed while opening and loading the object, when the load failed.
   returned: on a load failure

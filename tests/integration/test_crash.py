@@ -192,3 +192,23 @@ def test_a_migration_killed_after_the_swap_is_redone_and_says_what_is_not_carrie
     assert done["maps"]["stats"]["action"] == "migrate"
     assert _port_packets(app) == 30, "the migration was redone from the pinned map, which holds the 30"
     assert xdp_prog_id(veth) == pinned_prog_id(app) == recorded_prog_id(app)
+
+
+def test_an_attachment_killed_before_its_record_is_recorded_by_the_next_run(
+    app: dict[str, Any], veth: VethPair, tmp_path: Path
+) -> None:
+    assert run_module("bpf_program", dict(app, src=FLOW_SRC, constants={"drop_port": 7777}))["changed"]
+    attach = dict(app, program=f"{app['name']}/xdp_flow", kind="xdp", interface=veth.if_b, netns=veth.ns_b)
+    attach.pop("name")
+    killed_run("bpf_attach", attach, "attach.attached", tmp_path)
+    assert xdp_prog_id(veth) == pinned_prog_id(app), "attached, not recorded"
+    state_file = Path(app["state_dir"], "apps", f"{app['name']}.json")
+    assert not json.loads(state_file.read_text()).get("attachments")
+    again = run_module("bpf_attach", attach)
+    assert not again.get("failed") and again["action"] == "none", again
+    assert "killed before it recorded the attachment" in again["repaired"][0]
+    assert list(json.loads(state_file.read_text())["attachments"]) == [again["hook"]]
+    assert "repaired" not in run_module("bpf_attach", attach)
+    # the record is what removing the application detaches by
+    assert run_module("bpf_program", dict(app, state="absent"))["changed"]
+    assert xdp_prog_id(veth) is None

@@ -21,6 +21,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps, _attach, _hooks, _maps
+from ansible_collections.cnf.ebpf.plugins.module_utils.resources._faults import kill_point
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._host import BpfError, Fd
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import LockTimeout
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface import _options
@@ -220,6 +221,12 @@ def attach(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
                         _forget_hook(state, holder, hook, app, pin, info["id"], spec)
             if defunct is not None and not check_mode:
                 _attach.drop_defunct(spec)  # still there when the hook went to a cls_bpf filter or stayed as it was
+            kill_point("attach.attached")
+            if app and state is not None and record is None and action == "none" and mine:
+                result["repaired"] = [
+                    f"{hook}: the program was attached by a run killed before it recorded the attachment; "
+                    + ("it would be recorded now" if check_mode else "recorded now")
+                ]
             new_record = {
                 "program": prog_name,
                 "pin": pin,

@@ -285,3 +285,35 @@ def test_a_program_type_the_kernel_lacks_is_refused_by_probing(pin_dir: Path, tm
     ), r["msg"]
     assert pins(pin_dir) == [], "nothing pinned"
     assert not (tmp_path / "s" / "apps" / "lirc.json").exists()
+
+
+def test_a_core_program_on_a_kernel_without_btf_is_refused_with_the_cause(pin_dir: Path, tmp_path: Path) -> None:
+    """The kernel's BTF really unreadable for the module's process: an empty file bind-mounted over
+    /sys/kernel/btf/vmlinux in a private mount namespace (and this host has no vmlinux image in libbpf's fallback
+    paths), as on a kernel built without CONFIG_DEBUG_INFO_BTF."""
+    empty = tmp_path / "no-btf"
+    empty.write_bytes(b"")
+    no_btf = (
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        f'mount --bind {empty} /sys/kernel/btf/vmlinux && exec "$@"',
+        "sh",
+    )
+    app = {
+        "name": "corebtf",
+        "src": str(DATA / "core_task.c"),
+        "pin_root": str(pin_dir),
+        "state_dir": str(tmp_path / "s"),
+    }
+    r = run_module("bpf_program", app, prefix=no_btf)
+    assert r.get("failed") is True, r
+    assert "needs the kernel's BTF (CO-RE relocations), and this kernel has none" in r["msg"], r["msg"]
+    assert "CONFIG_DEBUG_INFO_BTF" in r["msg"] and "cnf.ebpf.bpf_host" in r["msg"]
+    assert pins(pin_dir) == []
+    # the control: with the kernel's BTF the same program loads
+    assert run_module("bpf_program", app).get("changed") is True
+    run_module("bpf_program", dict(app, state="absent"))

@@ -129,6 +129,16 @@ def _compile_hint(stderr: str) -> str:
     return ""
 
 
+# What libbpf 1.1 prints when an object needs the kernel's BTF (CO-RE relocations, kfuncs, BTF-typed hooks) and it
+# finds none: /sys/kernel/btf/vmlinux missing (CONFIG_DEBUG_INFO_BTF off) and no vmlinux image in its fallbacks.
+_NO_KERNEL_BTF = "failed to find valid kernel BTF"
+KERNEL_BTF_MISSING = (
+    "the object needs the kernel's BTF (CO-RE relocations), and this kernel has none: no readable "
+    "/sys/kernel/btf/vmlinux, so it was built without CONFIG_DEBUG_INFO_BTF. Run a kernel with BTF (the "
+    "cnf.ebpf.bpf_host role checks for it), or build the program without CO-RE; nothing was loaded"
+)
+
+
 class LoadError(BpfError):
     """libbpf refused to load the object before any program reached the verifier (a map it could not create, a
     relocation, a program without a type...). `.libbpf_log` is everything libbpf printed."""
@@ -922,6 +932,8 @@ def load_object(
         except BpfError as exc:
             log = obj.verifier_log()
             if not log.strip():
+                if _NO_KERNEL_BTF in obj.messages:
+                    exc = BpfError(exc.op, exc.obj, exc.errno, KERNEL_BTF_MISSING)
                 raise LoadError(exc, obj.messages) from None
             raise _verifier_error(obj, log, exc, digest, log_dir) from None
 

@@ -173,6 +173,22 @@ def test_an_upgrade_killed_anywhere_keeps_traffic_flowing_and_the_next_run_conve
     assert again["changed"] is False and "repaired" not in again, again
 
 
+def test_a_migration_killed_half_way_changed_nothing(app: dict[str, Any], veth: VethPair, tmp_path: Path) -> None:
+    v1 = dict(app, src=FLOW_SRC, constants={"drop_port": 7777})
+    assert run_module("bpf_program", v1)["changed"]
+    attach = dict(app, program=f"{app['name']}/xdp_flow", kind="xdp", interface=veth.if_b, netns=veth.ns_b)
+    attach.pop("name")
+    run_module("bpf_attach", attach)
+    old_id = xdp_prog_id(veth)
+    assert passed(app, veth, 30) == (30, 30)
+    v3 = dict(v1, defines={"VERSION": 3}, map_policy="migrate")
+    killed_run("bpf_program", v3, "program.migrated", tmp_path)
+    assert xdp_prog_id(veth) == old_id and passed(app, veth, 10) == (10, 10), "the old program, untouched"
+    done = run_module("bpf_program", v3)
+    assert "repaired" not in done and done["maps"]["stats"]["action"] == "migrate", done
+    assert _port_packets(app) == 40, "every count carried into the migrated map"
+
+
 def test_a_migration_killed_after_the_swap_is_redone_and_says_what_is_not_carried(
     app: dict[str, Any], veth: VethPair, tmp_path: Path
 ) -> None:

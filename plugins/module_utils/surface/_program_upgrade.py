@@ -106,6 +106,7 @@ def install(
                 new_spec = declared_map_spec(layout, by_name[decision.name], shared, p["map_sizes"])
                 with _maps.open_map_fd(loaded.maps[decision.name].fd) as new_map:
                     migrations[decision.name] = _migrate(decision, pinned[decision.name], new_map, new_spec)
+                kill_point("program.migrated")  # after each map: the copies are private to this run until the swap
         kill_point("program.loaded")
         if state is not None:
             # Before the first visible step, the upgrade in progress goes on record: a run killed from here on leaves

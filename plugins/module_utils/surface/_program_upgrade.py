@@ -116,9 +116,14 @@ def install(
                 p["name"], dict(state, pending=_pending_record(digest, loaded, decisions)), p["state_dir"]
             )
             kill_point("program.pending")
-        layout.make_dirs()
-        if shared:
-            os.makedirs(layout.shared_dir, exist_ok=True)
+        try:
+            layout.make_dirs()
+            if shared:
+                os.makedirs(layout.shared_dir, exist_ok=True)
+        except BaseException:
+            if state is not None:
+                _apps.write_state(p["name"], state, p["state_dir"])
+            raise
         old_progs = dict((state or {}).get("programs") or {})
         programs = {}
         swapped: list[str] = []
@@ -146,6 +151,8 @@ def install(
                 unreachable = _swap_attachments(state, old_progs, loaded, swapped)
         except BaseException:
             _revert_programs(state, layout, loaded, previous, programs, swapped)
+            if state is not None:
+                _apps.write_state(p["name"], state, p["state_dir"])  # put back as it was: nothing left to repair
             raise
         finally:
             for fd in previous.values():

@@ -27,6 +27,12 @@ def drop(*caps: str) -> tuple[str, ...]:
     return ("setpriv", f"--bounding-set={listed}", f"--inh-caps={listed}", "--")
 
 
+def private_mounts(script: str) -> tuple[str, ...]:
+    """A prefix running the module after `script` (sh; "$@" is the module's command) in a mount namespace of its
+    own: what the script mounts or unmounts there is real for the module and invisible to the host."""
+    return ("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh")
+
+
 def refused(result: dict[str, Any], *missing: str) -> None:
     assert result.get("failed") is True, result
     assert "needs root" in result["msg"] and "become: true" in result["msg"], result["msg"]
@@ -231,16 +237,9 @@ def test_without_bpffs_every_module_says_so_and_mounts_none(tmp_path: Path) -> N
     """bpffs really unmounted, in a private mount namespace of the module's process: each module refuses naming the
     option and the fs the path is on, and none of them mounts a bpffs behind the host's back."""
     marker = tmp_path / "mounted"
-    unmounted = (
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
+    unmounted = private_mounts(
         'while umount /sys/fs/bpf 2>/dev/null; do :; done; "$@"; status=$?; '
-        f"grep -q ' - bpf ' /proc/self/mountinfo && touch {marker}; exit $status",
-        "sh",
+        f"grep -q ' - bpf ' /proc/self/mountinfo && touch {marker}; exit $status"
     )
     pin = "/sys/fs/bpf/cnf-test-unmounted"
     state_dir = str(tmp_path / "state")
@@ -293,16 +292,7 @@ def test_a_core_program_on_a_kernel_without_btf_is_refused_with_the_cause(pin_di
     paths), as on a kernel built without CONFIG_DEBUG_INFO_BTF."""
     empty = tmp_path / "no-btf"
     empty.write_bytes(b"")
-    no_btf = (
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        f'mount --bind {empty} /sys/kernel/btf/vmlinux && exec "$@"',
-        "sh",
-    )
+    no_btf = private_mounts(f'mount --bind {empty} /sys/kernel/btf/vmlinux && exec "$@"')
     app = {
         "name": "corebtf",
         "src": str(DATA / "core_task.c"),

@@ -2,7 +2,8 @@
 // The molecule tracing scenario: each hook's program counts the getppid() calls of processes named "cnf-getppid"
 // (the verify step names itself so with prctl) in its own slot of `hits`:
 //   0 kprobe   1 kretprobe   2 fentry   3 fexit   4 tracepoint
-// The kernel function is x86_64's syscall entry for getppid, __x64_sys_getppid: never inlined, in vmlinux BTF.
+// The kernel function is getppid's body, __do_sys_getppid: x86_64's syscall entry __x64_sys_getppid is an alias of
+// it (so it is never inlined), and only the body has BTF for fentry/fexit.
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -30,25 +31,25 @@ static __always_inline int count(__u32 hook)
 	return 0;
 }
 
-SEC("kprobe/__x64_sys_getppid")
+SEC("kprobe/__do_sys_getppid")
 int kprobe_ppid(void *ctx)
 {
 	return count(0);
 }
 
-SEC("kretprobe/__x64_sys_getppid")
+SEC("kretprobe/__do_sys_getppid")
 int kretprobe_ppid(void *ctx)
 {
 	return count(1);
 }
 
-SEC("fentry/__x64_sys_getppid")
+SEC("fentry/__do_sys_getppid")
 int BPF_PROG(fentry_ppid)
 {
 	return count(2);
 }
 
-SEC("fexit/__x64_sys_getppid")
+SEC("fexit/__do_sys_getppid")
 int BPF_PROG(fexit_ppid, long ret)
 {
 	return count(3);

@@ -15,7 +15,7 @@ import signal
 KILL_AT = "CNF_EBPF_KILL_AT"
 
 _spec = os.environ.get(KILL_AT)
-_point, _, _nth = (_spec or "").partition("@")
+_point, _at, _nth = (_spec or "").partition("@")
 _hits = 0
 
 

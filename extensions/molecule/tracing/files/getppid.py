@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Name this process cnf-getppid (the programs count only that name) and call getppid() N times (argv[1])."""
 
 import ctypes

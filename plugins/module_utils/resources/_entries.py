@@ -112,7 +112,7 @@ def apply_changes(
             bpf_map.delete_many(deletes)
     except BpfError as exc:
         if exc.op.startswith("update"):
-            written = exc.applied or 0
+            written += exc.applied or 0  # the slices before the failing one, and what it applied
         raise ApplyError(exc, written, len(upserts), deletes_done, len(deletes)) from exc
 
 
@@ -376,8 +376,6 @@ class EntryMap:
         """Write a plan, under a marker that outlives a run killed half-way (see interrupted_write()). Call it
         holding lock(): the marker is only ever looked at and removed by the lock's holder."""
         fds = self.inner_maps.fd_for_id if self.type in MAP_IN_MAP_KINDS else None
-        marker = self._marker_path()
-        os.makedirs(os.path.dirname(marker), exist_ok=True)
         record = {
             "pid": os.getpid(),
             "started": time.time(),
@@ -385,7 +383,7 @@ class EntryMap:
             "writes": len(upserts),
             "deletes": len(deletes),
         }
-        with atomic_file(marker) as f:
+        with atomic_file(self._marker_path()) as f:  # creates LOCK_DIR if need be
             json.dump(record, f)
         try:
             apply_changes(self.bpf_map, upserts, deletes, fds, deletes_first)

@@ -108,6 +108,9 @@ def install(
                     migrations[decision.name] = _migrate(decision, pinned[decision.name], new_map, new_spec)
                 kill_point("program.migrated")  # after each map: the copies are private to this run until the swap
         kill_point("program.loaded")
+        layout.make_dirs()  # empty directories for the pins: not yet a change anything runs on
+        if shared:
+            os.makedirs(layout.shared_dir, exist_ok=True)
         if state is not None:
             # Before the first visible step, the upgrade in progress goes on record: a run killed from here on leaves
             # the old state with this note, which the next run reports and uses to recognise the new programs it
@@ -116,14 +119,6 @@ def install(
                 p["name"], dict(state, pending=_pending_record(digest, loaded, decisions)), p["state_dir"]
             )
             kill_point("program.pending")
-        try:
-            layout.make_dirs()
-            if shared:
-                os.makedirs(layout.shared_dir, exist_ok=True)
-        except BaseException:
-            if state is not None:
-                _apps.write_state(p["name"], state, p["state_dir"])
-            raise
         old_progs = dict((state or {}).get("programs") or {})
         programs = {}
         swapped: list[str] = []

@@ -29,6 +29,13 @@ def ip(*args: str) -> str:
     return proc.stdout
 
 
+def sysctl(ns: str, *settings: str) -> None:
+    """Set sysctls in netns `ns` (a child process: `ip netns exec` remounting /sys there hides nothing of ours)."""
+    proc = subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", *settings], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"sysctl {' '.join(settings)} in {ns}: {proc.stderr.strip()}")
+
+
 @contextmanager
 def entered(name: str) -> Iterator[None]:
     """This thread in netns `name` for the block (sockets opened inside stay there)."""
@@ -66,6 +73,9 @@ class VethPair:
         for name in (self.ns_a, self.ns_b):
             ip("netns", "add", name)
             self.namespaces.append(name)
+            # No IPv6 unless a test asks for it (add_ipv6): a link-local address sends router solicitations and MLD
+            # reports seconds after the link comes up, frames that land in a program's counters between two reads.
+            sysctl(name, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
         ip("-n", self.ns_a, "link", "add", self.if_a, "type", "veth", "peer", "name", self.if_b, "netns", self.ns_b)
         for ns, ifname, addr in ((self.ns_a, self.if_a, self.addr_a), (self.ns_b, self.if_b, self.addr_b)):
             ip("-n", ns, "addr", "add", f"{addr}/24", "dev", ifname)
@@ -94,6 +104,8 @@ class VethPair:
         """2001:db8:<n>::1/64 on side a, ::2/64 on side b, no DAD and static neighbours (an XDP program under test
         may drop neighbour discovery)."""
         addr_a, addr_b = f"2001:db8:{self.subnet:x}::1", f"2001:db8:{self.subnet:x}::2"
+        sysctl(self.ns_a, f"net.ipv6.conf.{self.if_a}.disable_ipv6=0")
+        sysctl(self.ns_b, f"net.ipv6.conf.{self.if_b}.disable_ipv6=0")
         ip("-n", self.ns_a, "addr", "add", f"{addr_a}/64", "dev", self.if_a, "nodad")
         ip("-n", self.ns_b, "addr", "add", f"{addr_b}/64", "dev", self.if_b, "nodad")
         mac_a, mac_b = self.mac(self.ns_a, self.if_a), self.mac(self.ns_b, self.if_b)

@@ -22,7 +22,7 @@ import yaml
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _objects
 
 from .conftest import run_module, run_playbook
-from .netns import VethPair, drain, ip, receiver, send_udp
+from .netns import VethPair, drain, ip, receiver, send_udp, sysctl
 
 DATA = Path(__file__).parent / "data" / "realworld"
 XDP_PASS, XDP_REDIRECT = 2, 4
@@ -357,10 +357,7 @@ class RedirectTopology:
         for ns in (self.ns_a, self.ns_c):
             ip("netns", "add", ns)
             self.created.append(("netns", ns))
-            for conf in ("all", "default"):
-                subprocess.run(
-                    ["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{conf}.disable_ipv6=1"], check=True
-                )
+            sysctl(ns, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
         ip("link", "add", self.b1, "type", "veth", "peer", "name", self.if_a, "netns", self.ns_a)
         self.created.append(("link", self.b1))
         ip("link", "add", self.b2, "type", "veth", "peer", "name", self.if_c, "netns", self.ns_c)

@@ -4,8 +4,9 @@
 #   demo/sandbox.sh traffic  send the demo traffic from the peers (stays inside the namespaces)
 #   demo/sandbox.sh down     remove every namespace (and with them their interfaces)
 #   demo/sandbox.sh check    fail if anything of the sandbox is left
+# SANDBOX_HOSTS="name:N ..." builds other hosts (N: the 10.77.N / 10.78.N networks) than the demo's two.
 set -euo pipefail
-HOSTS=(edge1:1 edge2:2)
+read -r -a HOSTS <<<"${SANDBOX_HOSTS:-edge1:1 edge2:2}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PYTHON="${PYTHON:-python3}"
 

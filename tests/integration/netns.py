@@ -178,16 +178,18 @@ def send_udp(
     payload: bytes = b"cnf-test",
     cpus: Sequence[int] = (),
     sport: int = 0,
+    src: str = "",
 ) -> int:
     """`count` datagrams (IPv4 or IPv6, by `dst`) from one socket in a subprocess in `ns` (ip netns exec: it
-    needs no pins), from source port `sport` (0: any); returns the source port they were sent from. With `cpus`,
+    needs no pins), from source address `src` (default: the route's) and port `sport` (0: any); returns the source
+    port they were sent from. With `cpus`,
     the sender runs on each of them in turn for an equal share of the datagrams (a veth peer's XDP program runs on
     the sending CPU): one flow seen by several CPUs."""
     code = (
         "import os,socket,sys\n"
         "s=socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET,socket.SOCK_DGRAM)\n"
         "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
-        "s.bind(('::' if ':' in sys.argv[1] else '0.0.0.0',int(sys.argv[6])))\n"
+        "s.bind((sys.argv[7] or ('::' if ':' in sys.argv[1] else '0.0.0.0'),int(sys.argv[6])))\n"
         "n,cpus,cur=int(sys.argv[3]),[int(c) for c in sys.argv[5].split(',') if c],None\n"
         "for i in range(n):\n"
         "    cpu=cpus[i*len(cpus)//n] if cpus else None\n"
@@ -195,7 +197,7 @@ def send_udp(
         "    s.sendto(sys.argv[4].encode(),(sys.argv[1],int(sys.argv[2])))\n"
         "print(s.getsockname()[1])\n"
     )
-    args = [dst, str(port), str(count), payload.decode(), ",".join(map(str, cpus)), str(sport)]
+    args = [dst, str(port), str(count), payload.decode(), ",".join(map(str, cpus)), str(sport), src]
     proc = subprocess.run(
         ["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
         check=True,

@@ -2,7 +2,8 @@
 one here) holding local.yml, the fleet inventory and its group_vars, on a demo sandbox host (demo/sandbox.sh).
 The first pull deploys both CNFs and its rules hold for real packets; a second pull of the same commit changes
 nothing; a rule committed to the repository reaches the filter on the next pull (its packets are dropped from then
-on); a pull of `cnf_state=absent` removes everything."""
+on, after a pull with --check --diff showed it and changed nothing); a pull of `cnf_state=absent` removes
+everything."""
 
 from __future__ import annotations
 
@@ -109,17 +110,8 @@ def arrived(src_last: int, count: int = 20) -> int:
     """Datagrams from 10.78.N.<src_last> (a peer address) through the filter's interface that reached the host."""
     dst = f"10.78.{NET}.1"
     with receiver(HOST_NS, dst, [7000]) as socks:
-        send_udp_from(f"10.78.{NET}.{src_last}", dst, count)
+        send_udp(PEER_NS, dst, 7000, count, src=f"10.78.{NET}.{src_last}")
         return drain(socks[7000])
-
-
-def send_udp_from(src: str, dst: str, count: int) -> None:
-    code = (
-        "import socket,sys\n"
-        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind((sys.argv[1],0))\n"
-        "for _i in range(int(sys.argv[3])): s.sendto(b'cnf-pull',(sys.argv[2],7000))\n"
-    )
-    subprocess.run(["ip", "netns", "exec", PEER_NS, sys.executable, "-c", code, src, dst, str(count)], check=True)
 
 
 @pytest.fixture
@@ -150,6 +142,10 @@ def test_hosts_converge_from_the_repository_and_follow_its_commits(fleet: FleetR
     # The operator denies .2 too: one commit to group_vars; the next pull applies it.
     fleet.set_rules([*fleet.rules, {"cidr": f"10.78.{NET}.2/32", "action": "deny", "id": 12}])
     fleet.commit("deny 10.78.9.2")
+    rc, stats, out = fleet.pull("--check", "--diff")  # the host's pending change, shown and not applied
+    added = '+{"key": "10.78.%d.2/32", "value": {"id": 12, "action": "DENY", "rate_pps": 0, "burst": 0}}' % NET
+    assert rc == 0 and added in out.splitlines(), out
+    assert arrived(2) == 20
     rc, stats, out = fleet.pull()
     assert rc == 0 and stats.get("changed", 0) > 0, out
     rules = run_module("bpf_map_entries", {"path": f"/sys/fs/bpf/cnf/{FILTER}/maps/rules_v4", "state": "gathered"})

@@ -155,3 +155,19 @@ def test_hosts_converge_from_the_repository_and_follow_its_commits(fleet: FleetR
         f"10.78.{NET}.2/32": "DENY",
     }
     assert arrived(2) == 0 and arrived(4) == 20
+
+
+def test_the_layout_units_are_valid_systemd_units(tmp_path: Path) -> None:
+    """systemd-analyze verify on the service and timer of the layout, pointed at this machine's ansible-pull (the
+    layout's /opt/ansible venv is not here): directives, ExecStart and the timer's unit all check out."""
+    venv = str(Path(sys.executable).parent)
+    for unit in (LAYOUT / "systemd").iterdir():
+        (tmp_path / unit.name).write_text(unit.read_text().replace("/opt/ansible/bin", venv))
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", "cnf-ebpf-pull.service", "cnf-ebpf-pull.timer"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr

@@ -28,6 +28,15 @@ COLL_ENV := PYTHONPATH=$(COLL_PATH) \
 	ANSIBLE_COLLECTIONS_PATH=$(COLL_PATH) \
 	ANSIBLE_PYTHON_INTERPRETER=$(BIN)/python
 
+# The collection tarball, and the tarball installed into a fresh collections path: $(INSTALLED_ENV) runs playbooks
+# from that copy alone (no linked tree on PYTHONPATH, no other collections path, no ansible_collections on sys.path).
+VERSION        := $(shell sed -n 's/^version: *//p' galaxy.yml)
+TARBALL        := $(BUILD)/dist/cnf-ebpf-$(VERSION).tar.gz
+INSTALLED      := $(BUILD)/installed
+INSTALLED_COLL := $(INSTALLED)/ansible_collections/cnf/ebpf
+INSTALLED_ENV  := env -u PYTHONPATH ANSIBLE_COLLECTIONS_PATH=$(INSTALLED) ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false \
+	ANSIBLE_PYTHON_INTERPRETER=$(BIN)/python
+
 # System packages. The collection's own, on every host it manages (bindep.txt's dpkg names: the default profile, and
 # the bcc profile for bpf_program's loader=bcc; tests/unit/test_packaging.py keeps them equal), then what development
 # and CI add: golang/cilium-ebpf/clang-format for bpf_codegen's outputs, Debian's kernel headers for the bcc tests
@@ -209,15 +218,6 @@ molecule: deps collection-link
 	  PYTHONPATH=$(COLL_PATH) ANSIBLE_COLLECTIONS_PATH=$(COLL_PATH) molecule test -s $$s || rc=1; \
 	  echo ">> molecule $$s: $$(( $$(date +%s) - start )) s"; \
 	done; exit $$rc
-
-# The collection tarball, and the tarball installed into a fresh collections path: $(INSTALLED_ENV) runs playbooks
-# from that copy alone (no linked tree on PYTHONPATH, no other collections path, no ansible_collections on sys.path).
-VERSION        := $(shell sed -n 's/^version: *//p' galaxy.yml)
-TARBALL        := $(BUILD)/dist/cnf-ebpf-$(VERSION).tar.gz
-INSTALLED      := $(BUILD)/installed
-INSTALLED_COLL := $(INSTALLED)/ansible_collections/cnf/ebpf
-INSTALLED_ENV  := env -u PYTHONPATH ANSIBLE_COLLECTIONS_PATH=$(INSTALLED) ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false \
-	ANSIBLE_PYTHON_INTERPRETER=$(BIN)/python
 
 build: venv
 	@mkdir -p "$(BUILD)/dist"

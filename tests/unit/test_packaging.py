@@ -145,3 +145,16 @@ def test_collection_metadata_names_files_the_build_ships():
         path = ROOT / name
         assert path.is_file() and path.read_text().strip(), f"dependencies.{kind}: {name}"
         assert not any(fnmatch.fnmatch(name, pattern) for pattern in ignore), f"build_ignore leaves out {name}"
+
+
+def test_the_demo_runs_from_the_installed_copy_alone():
+    """`make demo`'s playbooks see the tarball `make install` installed and nothing else: not the linked tree (on
+    PYTHONPATH or a collections path) and no ansible_collections directory on sys.path."""
+    env = _make_variables("DEMO_ENV", "INSTALLED")
+    words = env["DEMO_ENV"]
+    assert words[:3] == ["env", "-u", "PYTHONPATH"], words
+    assert f"ANSIBLE_COLLECTIONS_PATH={ROOT}/.build/installed" in words and env["INSTALLED"] == [
+        f"{ROOT}/.build/installed"
+    ]
+    assert "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false" in words
+    assert not [word for word in words if word.startswith("PYTHONPATH=") or ".build/collections" in word]

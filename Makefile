@@ -28,19 +28,32 @@ COLL_ENV := PYTHONPATH=$(COLL_PATH) \
 	ANSIBLE_COLLECTIONS_PATH=$(COLL_PATH) \
 	ANSIBLE_PYTHON_INTERPRETER=$(BIN)/python
 
-# golang/cilium-ebpf/clang-format: bpf_codegen's outputs are built and checked; python3-bpfcc and Debian's kernel
-# headers: bcc-dialect programs (the bpf_host role links the headers for a running kernel that has none).
-APT_PKGS := make git rsync clang llvm libbpf1 libbpf-dev libelf-dev bpftool \
-	iproute2 ethtool python3-venv shellcheck chromium chromium-driver golang-go golang-github-cilium-ebpf-dev clang-format \
-	python3-bpfcc linux-headers-$(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+# The collection tarball, and the tarball installed into a fresh collections path: $(INSTALLED_ENV) runs playbooks
+# from that copy alone (no linked tree on PYTHONPATH, no other collections path, no ansible_collections on sys.path).
+VERSION        := $(shell sed -n 's/^version: *//p' galaxy.yml)
+TARBALL        := $(BUILD)/dist/cnf-ebpf-$(VERSION).tar.gz
+INSTALLED      := $(BUILD)/installed
+INSTALLED_COLL := $(INSTALLED)/ansible_collections/cnf/ebpf
+INSTALLED_ENV  := env -u PYTHONPATH ANSIBLE_COLLECTIONS_PATH=$(INSTALLED) ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false \
+	ANSIBLE_PYTHON_INTERPRETER=$(BIN)/python
+
+# System packages. The collection's own, on every host it manages (bindep.txt's dpkg names: the default profile, and
+# the bcc profile for bpf_program's loader=bcc; tests/unit/test_packaging.py keeps them equal), then what development
+# and CI add: golang/cilium-ebpf/clang-format for bpf_codegen's outputs, Debian's kernel headers for the bcc tests
+# (the bpf_host role links the headers for a running kernel that has none).
+APT_RUNTIME_PKGS := clang llvm libc6-dev linux-libc-dev libbpf1 libbpf-dev bpftool iproute2
+APT_BCC_PKGS     := python3-bpfcc
+APT_DEV_PKGS     := make git rsync libelf-dev ethtool python3-venv shellcheck chromium chromium-driver golang-go \
+	golang-github-cilium-ebpf-dev clang-format linux-headers-$(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+APT_PKGS := $(APT_RUNTIME_PKGS) $(APT_BCC_PKGS) $(APT_DEV_PKGS)
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: help deps apt-deps venv collection-link bpffs unit integration sanity \
-	lint test demo demo-clean demo-check molecule build clean
+	lint test demo demo-clean demo-check molecule build install ee clean
 
 help:
-	@echo "targets: deps collection-link bpffs unit integration sanity lint test demo demo-clean demo-check molecule build clean"
+	@echo "targets: deps collection-link bpffs unit integration sanity lint test demo demo-clean demo-check molecule build install ee clean"
 
 ## ---------------------------------------------------------------- setup
 
@@ -169,8 +182,10 @@ test: deps collection-link bpffs
 # The sandbox demo: two local "hosts" (demo/inventory.yml), each a pair of network namespaces joined by veth
 # pairs (demo/sandbox.sh); both CNFs deployed with the roles, real traffic, a terminal summary and the HTML report
 # in $(DEMO_REPORT). `make demo-clean` removes the CNFs and the sandbox and checks that nothing is left.
-DEMO_ENV := $(COLL_ENV) ANSIBLE_STDOUT_CALLBACK=default ANSIBLE_DISPLAY_SKIPPED_HOSTS=false
-demo: deps collection-link bpffs
+# The playbooks run from the collection as built and installed (`make install`), not from the linked tree, so a file
+# the build leaves out fails the demo.
+DEMO_ENV := $(INSTALLED_ENV) ANSIBLE_STDOUT_CALLBACK=default ANSIBLE_DISPLAY_SKIPPED_HOSTS=false
+demo: deps install bpffs
 	rm -rf "$(DEMO_REPORT)"
 	demo/sandbox.sh up
 	$(DEMO_ENV) ansible-playbook -i demo/inventory.yml cnf.ebpf.deploy
@@ -178,7 +193,8 @@ demo: deps collection-link bpffs
 	$(DEMO_ENV) ansible-playbook -i demo/inventory.yml cnf.ebpf.report -e fleet_report_dest=$(DEMO_REPORT)
 	@echo ">> report: $(DEMO_REPORT)/report.html (clean up with: make demo-clean)"
 
-demo-clean: venv collection-link
+demo-clean: venv
+	@[ -f "$(INSTALLED_COLL)/MANIFEST.json" ] || $(MAKE) --no-print-directory install
 	-$(DEMO_ENV) ansible-playbook -i demo/inventory.yml cnf.ebpf.deploy -e cnf_state=absent
 	demo/sandbox.sh down
 	demo/sandbox.sh check
@@ -206,6 +222,18 @@ molecule: deps collection-link
 build: venv
 	@mkdir -p "$(BUILD)/dist"
 	ansible-galaxy collection build --force --output-path "$(BUILD)/dist" .
+
+install: build
+	rm -rf "$(INSTALLED)"
+	env -u ANSIBLE_COLLECTIONS_PATH ansible-galaxy collection install -p "$(INSTALLED)" "$(TARBALL)"
+
+# An execution environment's build context in $(BUILD)/ee (examples/execution-environment/): `podman build` it.
+ee: build
+	@mkdir -p "$(BUILD)/ee-src"
+	cp "$(TARBALL)" "$(BUILD)/ee-src/cnf-ebpf.tar.gz"
+	ansible-builder create -f examples/execution-environment/execution-environment.yml -c "$(BUILD)/ee" \
+	  --output-filename Containerfile
+	@echo ">> build context: $(BUILD)/ee (podman build -t cnf-ebpf-ee $(BUILD)/ee)"
 
 clean:
 	rm -rf "$(BUILD)" "$(VENV)" tests/output .pytest_cache .hypothesis .ruff_cache

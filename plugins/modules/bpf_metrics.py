@@ -19,7 +19,8 @@ description:
     (the top O(top) flows by bytes only, labelled C(proto), C(src), C(src_port), C(dst), C(dst_port)),
     C(cnf_ebpf_interface_packets_total) and C(cnf_ebpf_interface_bytes_total) (per attached interface, labelled
     C(interface) and C(netns)), C(cnf_ebpf_rule_hits_total) (per filter rule, labelled C(cidr), C(action), C(id)),
-    C(cnf_ebpf_event_drops_total) (events lost on a full ring buffer), and C(cnf_ebpf_metrics_last_run_timestamp_seconds)."
+    C(cnf_ebpf_event_drops_total) (events lost on a full ring buffer), and
+    C(cnf_ebpf_metrics_last_run_timestamp_seconds)."
   - Each application gets the metrics of the maps it has (C(flows), C(if_counters), C(rule_hits) with C(rules_v4) and
     C(rules_v6), C(event_drops)), read as the C(cnf.ebpf.flow_tracker) and C(cnf.ebpf.xdp_filter) roles' reports read
     them (per-CPU counters summed).

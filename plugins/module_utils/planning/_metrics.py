@@ -69,7 +69,9 @@ def render(families: list[Family]) -> str:
         lines.append(f"# TYPE {family.name} {family.type}")
         for labels, value in family.samples:
             text = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels)
-            lines.append(f"{family.name}{{{text}}} {format_value(value)}" if text else f"{family.name} {format_value(value)}")
+            lines.append(
+                f"{family.name}{{{text}}} {format_value(value)}" if text else f"{family.name} {format_value(value)}"
+            )
     return "\n".join(lines) + "\n" if lines else ""
 
 
@@ -103,7 +105,9 @@ def families(readings: list[dict[str, Any]], now: float, top: int) -> list[Famil
     rule_hits = Family(PREFIX + "rule_hits_total", "counter", "Packets that matched an XDP filter rule.")
     drops = Family(PREFIX + "event_drops_total", "counter", "Events lost because the ring buffer was full.")
     last_run = Family(
-        PREFIX + "metrics_last_run_timestamp_seconds", "gauge", "When this file was written, in seconds since the epoch."
+        PREFIX + "metrics_last_run_timestamp_seconds",
+        "gauge",
+        "When this file was written, in seconds since the epoch.",
     )
     for reading in sorted(readings, key=lambda r: r["app"]):
         app = reading["app"]

@@ -31,7 +31,9 @@ def ip(*args: str) -> str:
 
 def sysctl(ns: str, *settings: str) -> None:
     """Set sysctls in netns `ns` (a child process: `ip netns exec` remounting /sys there hides nothing of ours)."""
-    proc = subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", *settings], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["ip", "netns", "exec", ns, "sysctl", "-qw", *settings], capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"sysctl {' '.join(settings)} in {ns}: {proc.stderr.strip()}")
 

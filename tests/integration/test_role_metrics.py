@@ -7,6 +7,7 @@ run that sees only moved counters reports no change."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import REPO, run_role
+from .conftest import REPO, run_module, run_role
 from .netns import VethPair, send_udp
 
 PROMTOOL = REPO / ".build" / "tools" / "usr" / "bin" / "promtool"
@@ -170,7 +171,9 @@ def deployment(tmp_path: Path, veth: VethPair, traffic_pair: VethPair) -> Iterat
 
 
 def promtool_check(promtool: Path, path: Path) -> None:
-    checked = subprocess.run([str(promtool), "check", "metrics"], input=path.read_bytes(), capture_output=True)
+    checked = subprocess.run(
+        [str(promtool), "check", "metrics"], input=path.read_bytes(), capture_output=True, check=False
+    )
     assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
 
 
@@ -195,9 +198,8 @@ def test_metrics_role_exports_the_packets_sent(deployment: Deployment, promtool:
     # More traffic, then the service's command as systemd runs it: no Ansible path, no collection on PYTHONPATH.
     dep.send(tracked=6, allowed=3, denied=5)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ANSIBLE_COLLECTIONS_PATH")}
-    refreshed = subprocess.run(
-        shlex.split(exec_start[len("ExecStart=") :]), capture_output=True, text=True, env=env, check=False
-    )
+    command = shlex.split(exec_start[len("ExecStart=") :])
+    refreshed = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     assert refreshed.returncode == 0, refreshed.stdout + refreshed.stderr
     assert refreshed.stdout.startswith(f"{dep.textfile}: "), refreshed.stdout
     promtool_check(promtool, dep.textfile)
@@ -208,3 +210,25 @@ def test_metrics_role_exports_the_packets_sent(deployment: Deployment, promtool:
     again = run_role(dep.tmp_path, [dep.metrics_role()])
     assert again.rc == 0 and again.changed == 0, again.stdout
     dep.expect(tracked=20, allowed=11, denied=10)
+
+    # The refresh of an application that is gone (removed, or not restored yet after a boot): down, the rest exported.
+    config = json.loads(Path(command[-1]).read_text())
+    elsewhere = dep.tmp_path / "elsewhere.prom"
+    gone_config = dep.tmp_path / "gone.json"
+    gone_config.write_text(json.dumps(dict(config, apps=[dep.filter, "gone"], path=str(elsewhere))))
+    down = subprocess.run([*command[:-1], str(gone_config)], capture_output=True, text=True, env=env, check=False)
+    assert down.returncode == 0 and down.stdout.strip().endswith("; down: gone"), down.stdout + down.stderr
+    samples = {
+        (s.name, s.labels.get("app")): s.value
+        for f in text_string_to_metric_families(elsewhere.read_text())
+        for s in f.samples
+    }
+    assert samples[("cnf_ebpf_up", "gone")] == 0 and samples[("cnf_ebpf_up", dep.filter)] == 1
+
+    # The module: a name that is not deployed fails naming the field and writes nothing; check mode writes nothing.
+    args = {"apps": [dep.tracker, "nosuch"], "path": str(dep.tmp_path / "new.prom"), "state_dir": dep.state_dir}
+    missing = run_module("bpf_metrics", args)
+    assert missing.get("failed") and missing["msg"].startswith("apps[1]: no application 'nosuch'"), missing
+    checked = run_module("bpf_metrics", dict(args, apps=[dep.tracker]), check=True)
+    assert checked["changed"] is True and checked["apps"] == {dep.tracker: True}, checked
+    assert not (dep.tmp_path / "new.prom").exists()

@@ -12,6 +12,7 @@ was written.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,9 +53,9 @@ def format_value(value: float) -> str:
         return str(int(value))
     if isinstance(value, int):
         return str(value)
-    if value != value:  # NaN
+    if math.isnan(value):
         return "NaN"
-    if value in (float("inf"), float("-inf")):
+    if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     return repr(float(value))
 

@@ -134,9 +134,9 @@ def read_app(name: str, state_dir: str, pin_root: str, top: int) -> dict[str, An
 
 
 def exposition(p: dict[str, Any], strict: bool) -> tuple[str, list[dict[str, Any]]]:
-    """The exposition text of the applications `p['apps']` (every recorded one when empty). `strict`: a name that is
-    not recorded is an error (the module's run); the timer's refresh shows it as down instead (it may have been
-    removed since)."""
+    """The exposition text of the applications `p['apps']` (every recorded one when empty). `strict` (the module's
+    run): a name that is not recorded, or maps that cannot be read, are errors. The timer's refresh shows such an
+    application as down instead (it may have been removed since) and exports the others."""
     if p["top"] < 0:
         raise MetricsError(f"top: {p['top']} is negative; give the number of flows per application (0: none)")
     names = list(p["apps"]) or recorded_apps(p["state_dir"])
@@ -150,7 +150,15 @@ def exposition(p: dict[str, Any], strict: bool) -> tuple[str, list[dict[str, Any
                 f"apps[{index}]: no application {name!r} is recorded in {p['state_dir']}/apps; deploy it first "
                 "(cnf.ebpf.flow_tracker, cnf.ebpf.xdp_filter) or fix the name"
             )
-    readings = [read_app(name, p["state_dir"], p["pin_root"], p["top"]) for name in names]
+    readings = []
+    for name in names:
+        try:
+            readings.append(read_app(name, p["state_dir"], p["pin_root"], p["top"]))
+        except (MetricsError, ValueError) as exc:
+            if strict:
+                raise
+            # The refresh still exports the others; this one shows as down and the service fails (systemctl status).
+            readings.append({"app": name, "up": False, "error": str(exc)})
     return _metrics.exposition(readings, time.time(), p["top"]), readings
 
 
@@ -242,7 +250,8 @@ def install_timer(p: dict[str, Any], check_mode: bool) -> tuple[bool, list[str]]
 def remove_timer(p: dict[str, Any], check_mode: bool) -> bool:
     files = _timer_files(p)
     paths = [*files.values(), _host_runtime.wants_link(files["timer"], p["unit_dir"], "timers.target")]
-    return any([_host_runtime.remove_if_present(path, check_mode) for path in paths])
+    removed = [_host_runtime.remove_if_present(path, check_mode) for path in paths]  # every one, not up to the first
+    return any(removed)
 
 
 # --- the module ----------------------------------------------------------------------------------------------------
@@ -285,7 +294,8 @@ def run(module: AnsibleModule) -> None:
 
 
 def refresh_main(argv: list[str]) -> int:
-    """Rewrite the metrics file from the JSON config at argv[0]; 0 when it was written."""
+    """Rewrite the metrics file from the JSON config at argv[0]; 0 when it was written with every application's
+    maps read (an application that could not be read is down in the file, named on stderr, and makes it 1)."""
     try:
         with open(argv[0], encoding="utf-8") as f:
             p = with_defaults(ARGUMENT_SPEC, json.load(f))
@@ -297,4 +307,7 @@ def refresh_main(argv: list[str]) -> int:
     down = [r["app"] for r in readings if not r["up"]]
     series = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
     sys.stdout.write(f"{p['path']}: {series} series" + (f"; down: {', '.join(down)}" if down else "") + "\n")
-    return 0
+    errors = [r["error"] for r in readings if r.get("error")]
+    for error in errors:
+        sys.stderr.write(f"cnf-ebpf-metrics: {error}\n")
+    return 1 if errors else 0

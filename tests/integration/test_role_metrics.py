@@ -3,7 +3,8 @@ and a known number of packets sent through them, the exposition file it writes p
 Prometheus' own parser reads back exactly the packets sent: the flow's packets and bytes, the interface's, the hits
 of an allow rule and of a deny rule. The timer's units land in the unit dir; the service's command, run as systemd
 would (no Ansible, no collection path) after more traffic, rewrites the file with the new counts, and a second role
-run that sees only moved counters reports no change."""
+run that sees only moved counters reports no change. An application that is gone is exported as down; a name that
+was never deployed fails the module naming the field; check mode writes nothing."""
 
 from __future__ import annotations
 
@@ -193,6 +194,9 @@ def test_metrics_role_exports_the_packets_sent(deployment: Deployment, promtool:
         "cnf-ebpf-metrics.timer"
     )
     service = (dep.unit_dir / "cnf-ebpf-metrics.service").read_text()
+    units = [str(dep.unit_dir / "cnf-ebpf-metrics.timer"), str(dep.unit_dir / "cnf-ebpf-metrics.service")]
+    verified = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True, check=False)
+    assert verified.returncode == 0 and not verified.stderr, verified.stderr  # systemd's own reading of the units
     exec_start = next(line for line in service.splitlines() if line.startswith("ExecStart="))
 
     # More traffic, then the service's command as systemd runs it: no Ansible path, no collection on PYTHONPATH.

@@ -46,7 +46,8 @@ options:
     elements: str
     default: []
   path:
-    description: The exposition file (node_exporter's textfile collector reads the C(*.prom) files of its directory).
+    description: The exposition file; its name must end in C(.prom) (node_exporter's textfile collector reads only the
+      C(*.prom) files of its directory).
     type: path
     default: /var/lib/prometheus/node-exporter/cnf_ebpf.prom
   top:

@@ -4,7 +4,8 @@ Prometheus' own parser reads back exactly the packets sent: the flow's packets a
 of an allow rule and of a deny rule. The timer's units land in the unit dir; the service's command, run as systemd
 would (no Ansible, no collection path) after more traffic, rewrites the file with the new counts, and a second role
 run that sees only moved counters reports no change. An application that is gone is exported as down; a name that
-was never deployed fails the module naming the field; check mode writes nothing."""
+was never deployed, or a file the collector would not read, fails the module naming the field; check mode writes
+nothing."""
 
 from __future__ import annotations
 
@@ -233,6 +234,8 @@ def test_metrics_role_exports_the_packets_sent(deployment: Deployment, promtool:
     args = {"apps": [dep.tracker, "nosuch"], "path": str(dep.tmp_path / "new.prom"), "state_dir": dep.state_dir}
     missing = run_module("bpf_metrics", args)
     assert missing.get("failed") and missing["msg"].startswith("apps[1]: no application 'nosuch'"), missing
+    unread = run_module("bpf_metrics", dict(args, apps=[dep.tracker], path=str(dep.tmp_path / "new.txt")))
+    assert unread.get("failed") and unread["msg"].startswith("path: ") and ".prom" in unread["msg"], unread
     checked = run_module("bpf_metrics", dict(args, apps=[dep.tracker]), check=True)
     assert checked["changed"] is True and checked["apps"] == {dep.tracker: True}, checked
-    assert not (dep.tmp_path / "new.prom").exists()
+    assert not (dep.tmp_path / "new.prom").exists() and not (dep.tmp_path / "new.txt").exists()

@@ -266,6 +266,10 @@ def apply(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
         removed = _host_runtime.remove_if_present(p["path"], check_mode)
         result.update(changed=units_changed or removed, units_changed=units_changed)
         return result
+    if not p["path"].endswith(".prom"):
+        raise MetricsError(
+            f"path: {p['path']} does not end in .prom, and node_exporter's textfile collector reads only *.prom files"
+        )
     text, readings = exposition(p, strict=True)
     result["changed"] = write_file(p["path"], text, check_mode)
     result["apps"] = {r["app"]: bool(r["up"]) for r in readings}

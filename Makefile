@@ -49,11 +49,11 @@ APT_PKGS := $(APT_RUNTIME_PKGS) $(APT_BCC_PKGS) $(APT_DEV_PKGS)
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help deps apt-deps venv collection-link bpffs unit integration sanity \
+.PHONY: help deps apt-deps venv collection-link bpffs promtool unit integration sanity \
 	lint test demo demo-clean demo-check molecule build install ee clean
 
 help:
-	@echo "targets: deps collection-link bpffs unit integration sanity lint test demo demo-clean demo-check molecule build install ee clean"
+	@echo "targets: deps collection-link bpffs promtool unit integration sanity lint test demo demo-clean demo-check molecule build install ee clean"
 
 ## ---------------------------------------------------------------- setup
 
@@ -91,6 +91,19 @@ bpffs:
 	fi
 	@mount | grep -q ' /sys/fs/bpf type bpf ' && echo ">> bpffs mounted on /sys/fs/bpf"
 
+# promtool, for `promtool check metrics` on cnf.ebpf.bpf_metrics's files (tests/integration/test_role_metrics.py): taken
+# from Debian's prometheus package, downloaded and unpacked into .build/tools, not installed (the package would
+# start a Prometheus server); the server binary is dropped.
+PROMTOOL := $(BUILD)/tools/usr/bin/promtool
+promtool: $(PROMTOOL)
+
+$(PROMTOOL):
+	@rm -rf "$(BUILD)/tools/deb"; mkdir -p "$(BUILD)/tools/deb"
+	cd "$(BUILD)/tools/deb" && apt-get download -q prometheus
+	dpkg-deb -x "$(BUILD)"/tools/deb/prometheus_*.deb "$(BUILD)/tools"
+	@rm -rf "$(BUILD)/tools/deb" "$(BUILD)/tools/usr/bin/prometheus"; touch "$@"
+	@"$@" --version | head -1
+
 ## ---------------------------------------------------------------- tests
 
 # run_pytest(name, dir): pytest exit code 5 ("no tests collected") is accepted
@@ -114,7 +127,7 @@ endef
 unit: venv collection-link
 	$(call run_pytest,unit,tests/unit)
 
-integration: venv collection-link bpffs
+integration: venv collection-link bpffs promtool
 	@[ "$$(id -u)" = 0 ] || { echo "integration tests need root (bpf(2), bpffs)"; exit 1; }
 	$(call run_pytest,integration,tests/integration)
 

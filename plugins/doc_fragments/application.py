@@ -33,8 +33,8 @@ options:
         M(cnf.ebpf.bpf_boot) marks and replays at boot, so they must all be given the same directory.
       - It also holds the compile cache (C(cache/)) and verifier logs (C(logs/)) of M(cnf.ebpf.bpf_program), the
         restore runtime of M(cnf.ebpf.bpf_boot) (C(runtime/), unless O(cnf.ebpf.bpf_boot#module:runtime_dir) says
-        otherwise), and the previous gatherings M(cnf.ebpf.bpf_facts) computes
-        O(cnf.ebpf.bpf_facts#module:rates) against (C(facts/)).
+        otherwise) and the metrics timer's of M(cnf.ebpf.bpf_metrics) (there too), and the previous gatherings
+        M(cnf.ebpf.bpf_facts) computes O(cnf.ebpf.bpf_facts#module:rates) against (C(facts/)).
     type: path
     default: /var/lib/cnf-ebpf
 """

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
-IF_SLOTS = 256  # flow_tracker counts interfaces by ifindex % 256
+# The same protocol names and interface slots as the metrics of cnf.ebpf.bpf_metrics.
+from ansible_collections.cnf.ebpf.plugins.module_utils.planning._metrics import IF_SLOTS, proto_name
 
 
 def _number(value: Any) -> float:
@@ -31,7 +31,7 @@ def _flows(host: str, report: Mapping[str, Any]) -> list[dict[str, Any]]:
             {
                 "host": host,
                 "family": "ipv6" if key.get("family") == 10 else "ipv4",
-                "proto": PROTOCOLS.get(proto, str(proto)),
+                "proto": proto_name(proto),
                 "src": key.get("src"),
                 "src_port": key.get("src_port"),
                 "dst": key.get("dst"),

@@ -5,7 +5,8 @@
 bpffs is empty after a reboot: programs, maps, pinned links and the attachments they held are gone. The application
 state files under the state dir survive, and record what the last tasks declared: bpf_program its parameters,
 bpf_attach each hook's parameters, bpf_map_entries (with persist) the declared entries. `bpf_boot` marks an
-application for restoring and installs, on the host itself,
+application for restoring and installs, on the host itself (with _host_runtime, which cnf.ebpf.bpf_metrics's timer
+shares),
 
 - a runtime: one zip of the Python code the restore needs (this collection's module_utils and the parts of
   ansible.module_utils they import), built from the very modules this run imported, so the host needs no Ansible;
@@ -20,22 +21,20 @@ idempotent: run on a host where nothing was lost, it changes nothing.
 from __future__ import annotations
 
 import glob
-import io
 import json
 import os
 import sys
 import traceback
-import zipfile
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources import _apps
-from ansible_collections.cnf.ebpf.plugins.module_utils.resources._files import atomic_file
 from ansible_collections.cnf.ebpf.plugins.module_utils.resources._locks import LockTimeout
 from ansible_collections.cnf.ebpf.plugins.module_utils.surface import (
     _attach_module,
     _entries_module,
+    _host_runtime,
     _options,
     _program_module,
 )
@@ -56,68 +55,18 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "python": {"type": "path"},
     "lock_timeout": _options.lock_timeout(),
 }
-_COLLECTION_UTILS = "ansible_collections.cnf.ebpf.plugins.module_utils"
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same code makes the same zip, byte for byte
 
 
 class BootError(ValueError):
     pass
 
 
-# --- the runtime ---------------------------------------------------------------------------------------------------
-
-
-def _package_files(package: str) -> dict[str, bytes]:
-    """The .py files of an imported package, read from where it was imported from: a directory, or the AnsiballZ
-    payload zip (which holds just what the module needs). Read as files, not through sys.modules: some packages
-    (ansible.module_utils.distro) replace themselves in sys.modules with another module."""
-    location = sys.modules[package].__spec__.submodule_search_locations[0]
-    prefix = package.replace(".", "/") + "/"
-    files: dict[str, bytes] = {}
-    if ".zip" + os.sep in location:
-        archive = location[: location.index(".zip" + os.sep) + len(".zip")]
-        with zipfile.ZipFile(archive) as zf:
-            for member in zf.namelist():
-                if member.startswith(prefix) and member.endswith(".py"):
-                    files[member] = zf.read(member)
-        return files
-    for root, dirs, names in os.walk(location):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
-        for fname in names:
-            if fname.endswith(".py"):
-                path = os.path.join(root, fname)
-                with open(path, "rb") as f:
-                    files[prefix + os.path.relpath(path, location).replace(os.sep, "/")] = f.read()
-    return files
-
-
-def runtime_zip() -> bytes:
-    """This collection's module_utils and ansible.module_utils, as this run imported them, with empty __init__ files
-    for the packages above them (as AnsiballZ does)."""
-    files = _package_files(_COLLECTION_UTILS)
-    files.update(_package_files("ansible.module_utils"))
-    parts = _COLLECTION_UTILS.split(".")
-    for depth in range(1, len(parts) + 1):
-        files.setdefault("/".join(parts[:depth]) + "/__init__.py", b"")
-    files["ansible/__init__.py"] = b""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(files):
-            info = zipfile.ZipInfo(path, _ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, files[path])
-    return buf.getvalue()
+# --- the files on the host (the runtime, the script and the unit: _host_runtime) -------------------------------------
 
 
 def restore_script(runtime: str) -> bytes:
-    return (
-        "# Written by cnf.ebpf.bpf_boot: restores the marked cnf.ebpf applications (see the unit).\n"
-        "import sys\n"
-        f"sys.path.insert(0, {runtime!r})\n"
-        f"from {__name__} import restore_main\n"
-        "sys.exit(restore_main(sys.argv[1:]))\n"
-    ).encode()
+    comment = "Written by cnf.ebpf.bpf_boot: restores the marked cnf.ebpf applications (see the unit)."
+    return _host_runtime.entry_script(runtime, comment, __name__, "restore_main")
 
 
 def unit_text(python: str, script: str, state_dir: str) -> bytes:
@@ -137,33 +86,6 @@ def unit_text(python: str, script: str, state_dir: str) -> bytes:
         "[Install]\n"
         "WantedBy=multi-user.target\n"
     ).encode()
-
-
-def _write_if_different(path: str, data: bytes, mode: int, check_mode: bool) -> bool:
-    """Atomic (temp + rename) write of `data` unless the file already holds it; whether it (would have) changed."""
-    try:
-        with open(path, "rb") as f:
-            if f.read() == data and (os.stat(path).st_mode & 0o777) == mode:
-                return False
-    except FileNotFoundError:
-        pass
-    if not check_mode:
-        with atomic_file(path, binary=True, mode=mode) as f:
-            f.write(data)
-    return True
-
-
-def _enable(unit_path: str, unit_dir: str, check_mode: bool) -> bool:
-    """What `systemctl enable` does for a unit WantedBy=multi-user.target (works without a running systemd)."""
-    link = os.path.join(unit_dir, "multi-user.target.wants", UNIT_NAME)
-    if os.path.islink(link) and os.readlink(link) == unit_path:
-        return False
-    if not check_mode:
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        if os.path.lexists(link):
-            os.unlink(link)
-        os.symlink(unit_path, link)
-    return True
 
 
 def install(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
@@ -202,12 +124,12 @@ def install(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
                 _apps.write_state(p["name"], state, p["state_dir"])
     python = p["python"] or sys.executable
     changed = [
-        _write_if_different(runtime, runtime_zip(), 0o644, check_mode),
-        _write_if_different(script, restore_script(runtime), 0o644, check_mode),
-        _write_if_different(unit_path, unit_text(python, script, p["state_dir"]), 0o644, check_mode),
+        _host_runtime.write_if_different(runtime, _host_runtime.runtime_zip(), 0o644, check_mode),
+        _host_runtime.write_if_different(script, restore_script(runtime), 0o644, check_mode),
+        _host_runtime.write_if_different(unit_path, unit_text(python, script, p["state_dir"]), 0o644, check_mode),
     ]
     if p["enable"]:
-        changed.append(_enable(unit_path, p["unit_dir"], check_mode))
+        changed.append(_host_runtime.enable(unit_path, p["unit_dir"], "multi-user.target", check_mode))
     result["changed"] = result["changed"] or any(changed)
     result["restore_command"] = [python, script, p["state_dir"]]
     return result

@@ -99,7 +99,7 @@ promtool: $(PROMTOOL)
 
 $(PROMTOOL):
 	@rm -rf "$(BUILD)/tools/deb"; mkdir -p "$(BUILD)/tools/deb"
-	cd "$(BUILD)/tools/deb" && apt-get download -q prometheus
+	cd "$(BUILD)/tools/deb" && { apt-get download -q prometheus || { $(SUDO) apt-get update -q && apt-get download -q prometheus; }; }
 	dpkg-deb -x "$(BUILD)"/tools/deb/prometheus_*.deb "$(BUILD)/tools"
 	@rm -rf "$(BUILD)/tools/deb" "$(BUILD)/tools/usr/bin/prometheus"; touch "$@"
 	@"$@" --version | head -1

@@ -1,9 +1,9 @@
 """ansible-pull with the layout of examples/ansible-pull: this host converges itself from a git repository (a local
 one here) holding local.yml, the fleet inventory and its group_vars, on a demo sandbox host (demo/sandbox.sh).
 The first pull deploys both CNFs and its rules hold for real packets; a second pull of the same commit changes
-nothing; a rule committed to the repository reaches the filter on the next pull (its packets are dropped from then
-on, after a pull with --check --diff showed it and changed nothing); a pull of `cnf_state=absent` removes
-everything."""
+nothing, and the metrics play exported the filter's rule hits; a rule committed to the repository is shown by a
+pull with --check --diff and changes nothing there, then reaches the filter on the next pull (its packets are
+dropped from then on); a pull of `cnf_state=absent` removes everything."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import run_module
 from .netns import drain, receiver, send_udp
@@ -47,6 +48,7 @@ class FleetRepo:
     as the host names itself, which is how ansible-pull picks its entry) wired to the sandbox's namespaces."""
 
     def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
         self.path = tmp_path / "edge-fleet"
         self.checkout = tmp_path / "checkout"
         shutil.copytree(LAYOUT, self.path)
@@ -64,6 +66,10 @@ class FleetRepo:
                 "flow_tracker_name": TRACKER,
                 "flow_tracker_interfaces": [{"name": "ft0", "netns": HOST_NS}],
                 "flow_tracker_restore_at_boot": False,
+                "metrics_apps": [FILTER, TRACKER],
+                "metrics_textfile_dir": str(tmp_path / "node-exporter"),
+                "metrics_unit_dir": str(tmp_path / "systemd"),
+                "metrics_timer_start": False,  # no systemd running here
             },
         )
         self.rules = [
@@ -85,6 +91,16 @@ class FleetRepo:
     def commit(self, message: str) -> None:
         git(self.path, "add", "-A")
         git(self.path, "commit", "-q", "-m", message)
+
+    def rule_hits(self) -> dict[str, float]:
+        """cnf_ebpf_rule_hits_total of the filter by rule id, from the file the metrics play wrote."""
+        text = (self.tmp_path / "node-exporter" / "cnf_ebpf.prom").read_text()
+        return {
+            sample.labels["id"]: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "cnf_ebpf_rule_hits_total" and sample.labels["app"] == FILTER
+        }
 
     def pull(self, *extra: str) -> tuple[int, dict[str, int], str]:
         """ansible-pull as the service in examples/ansible-pull/systemd runs it, from the repository's URL."""
@@ -125,6 +141,7 @@ def fleet(tmp_path: Path) -> Iterator[FleetRepo]:
         sandbox("down")
         assert rc == 0, out
         assert not Path(f"/sys/fs/bpf/cnf/{FILTER}").exists() and not Path(f"/sys/fs/bpf/cnf/{TRACKER}").exists()
+        assert not (tmp_path / "node-exporter" / "cnf_ebpf.prom").exists()
 
 
 def test_hosts_converge_from_the_repository_and_follow_its_commits(fleet: FleetRepo) -> None:
@@ -138,6 +155,9 @@ def test_hosts_converge_from_the_repository_and_follow_its_commits(fleet: FleetR
 
     rc, stats, out = fleet.pull()
     assert rc == 0 and stats.get("changed") == 0, out  # the same commit: nothing to do
+    # and the host exported what its filter did for node_exporter (rule hits as of this pull)
+    hits = fleet.rule_hits()
+    assert hits["10"] == 20 and hits["11"] == 20, hits
 
     # The operator denies .2 too: one commit to group_vars; the next pull applies it.
     fleet.set_rules([*fleet.rules, {"cidr": f"10.78.{NET}.2/32", "action": "deny", "id": 12}])

@@ -9,8 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ansible.errors import AnsibleFilterError
+
 PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 IF_SLOTS = 256  # flow_tracker counts interfaces by ifindex % 256
+SI_PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
 
 def _number(value: Any) -> float:
@@ -138,6 +141,23 @@ def fleet_report(
     }
 
 
+def si_number(value: Any) -> str:
+    """`value` in 3 significant digits with a k/M/G/T prefix from 1000 on (integers below 1000 as they are): 0.0312,
+    7.45, 463, 12.3k, 1M; '-' for none (no rate yet). A chart's bar and its label are drawn from the same number,
+    so a small rate reads as itself (0.0312), never as a rounded 0.0 beside a bar of some length."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise AnsibleFilterError(f"cnf.ebpf.si_number: expected a number or none, got {value!r}")
+    if isinstance(value, int) and abs(value) < 1000:
+        return str(value)
+    rounded = float(f"{value:.3g}")  # rounded first, so 999.96 becomes 1k rather than 1e+03
+    for scale, prefix in SI_PREFIXES:
+        if abs(rounded) >= scale:
+            return f"{rounded / scale:.3g}{prefix}"
+    return f"{rounded:.3g}"
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"fleet_report": fleet_report}
+        return {"fleet_report": fleet_report, "si_number": si_number}

@@ -1,8 +1,9 @@
 """A fleet of any size from real gathered facts: tests/data/fleet_report_facts.json holds the flow_tracker_report and
-xdp_filter_report that cnf.ebpf.report gathered on the demo's two hosts (tests/data/fleet_report_capture.sh makes it
-again); `fleet(n)` replays them as n hosts with varied counts (a seeded generator, so the same n gives the same
-fleet), a few hosts with drift and a few without any report (errors). `write_inventory` lays the fleet out as an
-inventory with one host_vars file per host, as an operator's fleet would be."""
+xdp_filter_report that cnf.ebpf.report gathered on the demo's two hosts and saved (-e cnf_report_save=...: the file
+is {host: {flow_tracker_report, xdp_filter_report}}; tests/data/fleet_report_capture.sh makes it again); `fleet(n)`
+replays them as n hosts with varied counts (a seeded generator, so the same n gives the same fleet), a few hosts
+with drift and a few without any report (errors). `write_inventory` lays the fleet out as an inventory with one
+host_vars file per host, as an operator's fleet would be."""
 
 from __future__ import annotations
 

@@ -101,7 +101,10 @@ def test_report_renders_in_chromium(report: Path, chromium: Any) -> None:
     driver.get((report / "report.html").as_uri())
     assert driver.title == "CNF fleet report"
     charts = {svg.get_attribute("id"): svg for svg in driver.find_elements(By.CSS_SELECTOR, "figure.chart svg")}
-    assert set(charts) == {"chart-talkers", "chart-interface-bytes", "chart-interface-rates", "chart-rule-hits"}
+    assert set(charts) == {"chart-talkers", "chart-interface-bytes", "chart-rule-hits"}
+    # One gathering: no rate yet, said so rather than drawn as zeros.
+    rates = driver.find_element(By.ID, "chart-interface-rates-figure").text
+    assert "no rates yet: this was the first gathering" in rates and "top 0 of 1, 1 without a rate yet" in rates
     talker_rows = driver.find_elements(By.CSS_SELECTOR, "table#talkers tr")[1:]
     assert len(charts["chart-talkers"].find_elements(By.CSS_SELECTOR, "rect")) == len(talker_rows) > 0
     assert len(charts["chart-rule-hits"].find_elements(By.CSS_SELECTOR, "rect")) == 1

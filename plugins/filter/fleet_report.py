@@ -86,12 +86,21 @@ def fleet_report(
     hostvars: Mapping[str, Any], hosts: list[str], failed: list[str] | None = None, top: int = 20
 ) -> dict[str, Any]:
     """The fleet model from `hostvars` of `hosts`; `failed` hosts (unreachable or failed in the play) are errors."""
+    if not isinstance(hostvars, Mapping):
+        kind = type(hostvars).__name__
+        raise AnsibleFilterError(f"cnf.ebpf.fleet_report: expected hostvars or saved reports (host: vars), got {kind}")
     failed_set = set(failed or [])
     host_rows, flows, interfaces, rules = [], [], [], []
     for host in hosts:
         hv = hostvars.get(host) or {}
+        if not isinstance(hv, Mapping):
+            raise AnsibleFilterError(f"cnf.ebpf.fleet_report: the variables of host {host} are a {type(hv).__name__}")
         tracker = hv.get("flow_tracker_report")
         filt = hv.get("xdp_filter_report")
+        for field, report in (("flow_tracker_report", tracker), ("xdp_filter_report", filt)):
+            if report is not None and not isinstance(report, Mapping):
+                kind = type(report).__name__
+                raise AnsibleFilterError(f"cnf.ebpf.fleet_report: {field} of host {host} is a {kind}, not a dict")
         error = None
         if host in failed_set:
             error = "the play failed on this host or could not reach it"

@@ -16,5 +16,6 @@ PYTHON="${PYTHON:-python3}" demo/sandbox.sh traffic
 ansible-playbook -i demo/inventory.yml cnf.ebpf.report -e fleet_report_dest="$scratch/first"
 sleep 2
 PYTHON="${PYTHON:-python3}" demo/sandbox.sh traffic
-ansible-playbook -i demo/inventory.yml cnf.ebpf.report -e fleet_report_dest="$scratch/second" -e cnf_report_save="$PWD/$out"
+ansible-playbook -i demo/inventory.yml cnf.ebpf.report -e fleet_report_dest="$scratch/second" \
+  -e cnf_report_save="$PWD/$out"
 echo ">> $out"

@@ -78,6 +78,15 @@ def test_fleet_model() -> None:
     }
 
 
+def test_bad_reports_are_named() -> None:
+    with pytest.raises(AnsibleFilterError, match=r"expected hostvars or saved reports .* got list"):
+        fleet_report([], ["a"])
+    with pytest.raises(AnsibleFilterError, match="the variables of host a are a str"):
+        fleet_report({"a": "oops"}, ["a"])
+    with pytest.raises(AnsibleFilterError, match="xdp_filter_report of host a is a list, not a dict"):
+        fleet_report({"a": {"xdp_filter_report": []}}, ["a"])
+
+
 def test_si_number() -> None:
     cases = [
         (None, "-"),

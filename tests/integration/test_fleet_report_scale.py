@@ -108,12 +108,12 @@ def test_fleet_report_reads_in_chromium(fleet_report_dir: Path, chromium: Any) -
     assert first.find_element(By.CSS_SELECTOR, "table.interfaces").is_displayed()
     # Every chart: at most fleet_report_top bars, each label the number its bar is drawn from, lengths to scale.
     for chart, unit in UNITS.items():
-        bars = driver.find_elements(By.CSS_SELECTOR, f"svg#{chart} g.bar")
-        assert len(bars) == 20, chart
-        values = [float(bar.get_attribute("data-value")) for bar in bars]
-        labels = [bar.find_element(By.CSS_SELECTOR, "text.value").text for bar in bars]
+        drawn = driver.find_elements(By.CSS_SELECTOR, f"svg#{chart} g.bar")
+        assert len(drawn) == 20, chart
+        values = [float(g.get_attribute("data-value")) for g in drawn]
+        labels = [g.find_element(By.CSS_SELECTOR, "text.value").text for g in drawn]
         assert labels == [f"{si_number(v)} {unit}" for v in values], chart
-        widths = [float(bar.find_element(By.TAG_NAME, "rect").get_attribute("width")) for bar in bars]
+        widths = [float(g.find_element(By.TAG_NAME, "rect").get_attribute("width")) for g in drawn]
         assert widths == [round(330 * v / max(values), 1) for v in values], chart
     rates = sorted((i["packets_per_s"] for i in model["interfaces"]), reverse=True)[:20]
     shown = [

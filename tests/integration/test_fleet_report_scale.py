@@ -1,7 +1,7 @@
 """The fleet report at fleet size: 200 hosts replayed from real gathered facts (tests/fleet_facts.py) in an inventory
-with one host_vars file each, the report built by the fleet_report role as cnf.ebpf.report runs it (once for the
-fleet), and again by cnf.ebpf.report on localhost alone from the same reports saved to a file
-(fleet_report_saved).
+with one host_vars file each, the report built by cnf.ebpf.report, which also saves the reports
+(-e cnf_report_save), and built again by cnf.ebpf.report on localhost alone from the saved file
+(-e fleet_report_saved).
 Headless Chromium reads the page: every host has its collapsed section, the top lists are cut at fleet_report_top,
 each bar's label is the number the bar is drawn from, no console errors; the screenshot is kept in
 .build/artifacts/fleet_report_200.png."""
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from ansible_collections.cnf.ebpf.plugins.filter.fleet_report import fleet_report, si_number
 from tests.fleet_facts import fleet, write_inventory
@@ -33,14 +32,6 @@ UNITS = {
 }
 
 
-def report_play(dest: Path, hosts: str, role_vars: dict[str, Any]) -> list[dict[str, Any]]:
-    """The fleet report play of playbooks/report.yml (the role included once for the whole play)."""
-    include = {"name": "cnf.ebpf.fleet_report", "apply": {"run_once": True}}
-    role_vars = dict(role_vars, fleet_report_dest=str(dest))
-    task = {"name": "Fleet report", "ansible.builtin.include_role": include, "run_once": True, "vars": role_vars}
-    return [{"name": "Write the fleet report", "hosts": hosts, "gather_facts": False, "tasks": [task]}]
-
-
 def ansible_playbook(*args: str) -> float:
     env = dict(os.environ, ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_NOCOLOR="1")
     start = time.perf_counter()
@@ -51,20 +42,17 @@ def ansible_playbook(*args: str) -> float:
 
 @pytest.fixture(scope="module")
 def fleet_report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cnf.ebpf.report over the 200 hosts (their gathering skipped: they have no CNF interfaces, their reports are
+    in host_vars), saving their reports; then cnf.ebpf.report on localhost alone, from the saved file."""
     workdir = tmp_path_factory.mktemp("fleet")
-    hosts = fleet(HOSTS)
-    inventory = write_inventory(workdir, hosts)
-    book = workdir / "report.yml"
-    book.write_text(yaml.safe_dump(report_play(workdir / "report", "all", {}), sort_keys=False))
-    elapsed = ansible_playbook("-i", str(inventory), str(book))
-    print(f"fleet report of {HOSTS} hosts (inventory with host_vars): {elapsed:.1f} s")
-    # The same reports saved as cnf.ebpf.report -e cnf_report_save=... saves them, the page built again from the file
-    # by cnf.ebpf.report on localhost alone.
+    inventory = write_inventory(workdir, fleet(HOSTS))
     saved = workdir / "fleet.json"
-    saved.write_text(json.dumps(hosts))
-    role_vars = json.dumps({"fleet_report_saved": str(saved), "fleet_report_dest": str(workdir / "saved")})
-    elapsed = ansible_playbook("-i", "localhost,", "-c", "local", "cnf.ebpf.report", "-e", role_vars)
-    print(f"fleet report of {HOSTS} hosts (saved reports, localhost): {elapsed:.1f} s")
+    run = {"fleet_report_dest": str(workdir / "report"), "cnf_report_save": str(saved)}
+    elapsed = ansible_playbook("-i", str(inventory), "cnf.ebpf.report", "-e", json.dumps(run))
+    print(f"cnf.ebpf.report over {HOSTS} hosts (inventory with host_vars): {elapsed:.1f} s")
+    run = {"fleet_report_dest": str(workdir / "saved"), "fleet_report_saved": str(saved)}
+    elapsed = ansible_playbook("-i", "localhost,", "-c", "local", "cnf.ebpf.report", "-e", json.dumps(run))
+    print(f"cnf.ebpf.report of {HOSTS} hosts from the saved reports, on localhost: {elapsed:.1f} s")
     return workdir
 
 
@@ -77,7 +65,9 @@ def test_fleet_report_model(fleet_report_dir: Path) -> None:
     assert model["totals"]["hosts_with_errors"] == 4  # every 50th host has no report
     assert model["totals"]["hosts_with_drift"] == 4  # every 40th has drift, but for the one of them without a report
     assert len(model["talkers"]) == 20 and len(model["interfaces"]) == len(model["rules"]) / 4 == 196
-    # From saved reports on localhost, the same report.
+    # Saved: each host's two reports (nothing else of its variables), {} for a host without any.
+    assert json.loads((fleet_report_dir / "fleet.json").read_text()) == hosts
+    # From the saved reports on localhost, the same report.
     assert (fleet_report_dir / "saved" / "report.json").read_text() == (
         fleet_report_dir / "report" / "report.json"
     ).read_text()

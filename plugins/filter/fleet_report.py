@@ -9,8 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ansible.errors import AnsibleFilterError
+
 # The same protocol names and interface slots as the metrics of cnf.ebpf.bpf_metrics.
 from ansible_collections.cnf.ebpf.plugins.module_utils.planning._metrics import IF_SLOTS, proto_name
+
+SI_PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
 
 def _number(value: Any) -> float:
@@ -83,12 +87,21 @@ def fleet_report(
     hostvars: Mapping[str, Any], hosts: list[str], failed: list[str] | None = None, top: int = 20
 ) -> dict[str, Any]:
     """The fleet model from `hostvars` of `hosts`; `failed` hosts (unreachable or failed in the play) are errors."""
+    if not isinstance(hostvars, Mapping):
+        kind = type(hostvars).__name__
+        raise AnsibleFilterError(f"cnf.ebpf.fleet_report: expected hostvars or saved reports (host: vars), got {kind}")
     failed_set = set(failed or [])
     host_rows, flows, interfaces, rules = [], [], [], []
     for host in hosts:
         hv = hostvars.get(host) or {}
+        if not isinstance(hv, Mapping):
+            raise AnsibleFilterError(f"cnf.ebpf.fleet_report: the variables of host {host} are a {type(hv).__name__}")
         tracker = hv.get("flow_tracker_report")
         filt = hv.get("xdp_filter_report")
+        for field, report in (("flow_tracker_report", tracker), ("xdp_filter_report", filt)):
+            if report is not None and not isinstance(report, Mapping):
+                kind = type(report).__name__
+                raise AnsibleFilterError(f"cnf.ebpf.fleet_report: {field} of host {host} is a {kind}, not a dict")
         error = None
         if host in failed_set:
             error = "the play failed on this host or could not reach it"
@@ -138,6 +151,23 @@ def fleet_report(
     }
 
 
+def si_number(value: Any) -> str:
+    """`value` in 3 significant digits with a k/M/G/T prefix from 1000 on (integers below 1000 as they are): 0.0312,
+    7.45, 463, 12.3k, 1M; '-' for none (no rate yet). A chart's bar and its label are drawn from the same number,
+    so a small rate reads as itself (0.0312), never as a rounded 0.0 beside a bar of some length."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise AnsibleFilterError(f"cnf.ebpf.si_number: expected a number or none, got {value!r}")
+    if isinstance(value, int) and abs(value) < 1000:
+        return str(value)
+    rounded = float(f"{value:.3g}")  # rounded first, so 999.96 becomes 1k rather than 1e+03
+    for scale, prefix in SI_PREFIXES:
+        if abs(rounded) >= scale:
+            return f"{rounded / scale:.3g}{prefix}"
+    return f"{rounded:.3g}"
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"fleet_report": fleet_report}
+        return {"fleet_report": fleet_report, "si_number": si_number}

@@ -21,6 +21,8 @@ from .netns import VethPair
 REPO = Path(__file__).resolve().parents[2]
 MODULES = REPO / "plugins" / "modules"
 BPFFS = "/sys/fs/bpf"
+ARTIFACTS = REPO / ".build" / "artifacts"  # kept by CI: the report pages' screenshots
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
 def _bpffs_mounted() -> bool:
@@ -52,6 +54,28 @@ def veth() -> Iterator[VethPair]:
         yield pair
     finally:
         pair.close()
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    """Headless Chromium driven by chromedriver (selenium), its browser console kept (driver.get_log('browser'));
+    the test is skipped where chromium or chromium-driver is not installed (`make deps` installs them)."""
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("chromium and chromium-driver are not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    headless = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage")
+    for arg in (*headless, "--window-size=1280,1600"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
 
 
 def application(tmp_path: Path, prefix: str = "t") -> Iterator[dict[str, Any]]:

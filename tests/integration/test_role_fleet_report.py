@@ -9,18 +9,15 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from .conftest import REPO, run_module, run_role
+from .conftest import ARTIFACTS, run_module, run_role
 from .netns import VethPair
-
-ARTIFACTS = REPO / ".build" / "artifacts"
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
 @pytest.fixture
@@ -97,39 +94,23 @@ def test_report_files_hold_the_traffic(report: Path, veth: VethPair) -> None:
     assert iface["interface"] == veth.if_b and iface["packets"] >= 40
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="chromium and chromium-driver are not installed")
-def test_report_renders_in_chromium(report: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+def test_report_renders_in_chromium(report: Path, chromium: Any) -> None:
     from selenium.webdriver.common.by import By
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1600",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    try:
-        driver.get((report / "report.html").as_uri())
-        assert driver.title == "CNF fleet report"
-        charts = {svg.get_attribute("id"): svg for svg in driver.find_elements(By.CSS_SELECTOR, "figure.chart svg")}
-        assert set(charts) == {"chart-talkers", "chart-interface-bytes", "chart-interface-rates", "chart-rule-hits"}
-        talker_rows = driver.find_elements(By.CSS_SELECTOR, "table#talkers tr")[1:]
-        assert len(charts["chart-talkers"].find_elements(By.CSS_SELECTOR, "rect")) == len(talker_rows) > 0
-        assert len(charts["chart-rule-hits"].find_elements(By.CSS_SELECTOR, "rect")) == 1
-        widest = max(
-            float(r.get_attribute("width")) for r in charts["chart-talkers"].find_elements(By.TAG_NAME, "rect")
-        )
-        assert widest > 300  # the largest talker spans the chart: the bars are drawn to scale
-        errors = [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
-        assert errors == []
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        assert driver.save_screenshot(str(ARTIFACTS / "fleet_report.png"))
-    finally:
-        driver.quit()
+    driver = chromium
+    driver.get((report / "report.html").as_uri())
+    assert driver.title == "CNF fleet report"
+    charts = {svg.get_attribute("id"): svg for svg in driver.find_elements(By.CSS_SELECTOR, "figure.chart svg")}
+    assert set(charts) == {"chart-talkers", "chart-interface-bytes", "chart-rule-hits"}
+    # One gathering: no rate yet, said so rather than drawn as zeros.
+    rates = driver.find_element(By.ID, "chart-interface-rates-figure").text
+    assert "no rates yet: this was the first gathering" in rates and "top 0 of 1, 1 without a rate yet" in rates
+    talker_rows = driver.find_elements(By.CSS_SELECTOR, "table#talkers tr")[1:]
+    assert len(charts["chart-talkers"].find_elements(By.CSS_SELECTOR, "rect")) == len(talker_rows) > 0
+    assert len(charts["chart-rule-hits"].find_elements(By.CSS_SELECTOR, "rect")) == 1
+    widest = max(float(r.get_attribute("width")) for r in charts["chart-talkers"].find_elements(By.TAG_NAME, "rect"))
+    assert widest > 300  # the largest talker spans the chart: the bars are drawn to scale
+    errors = [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
+    assert errors == []
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(ARTIFACTS / "fleet_report.png"))

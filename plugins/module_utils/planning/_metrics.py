@@ -148,14 +148,17 @@ def exposition(readings: list[dict[str, Any]], now: float, top: int) -> str:
     return render(families(readings, now, top))
 
 
+def sample_lines(text: str) -> list[str]:
+    """The sample lines of an exposition text (neither HELP/TYPE comments nor blank lines): one per series."""
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
 def shape(text: str) -> set[str]:
     """The series of an exposition text we wrote (`name{labels}`, without values), leaving out the traffic's
     (TRAFFIC_FAMILIES) and the timestamp's: what changes only when the deployment does (an application, an interface
     or a rule appearing or going), not with every reading."""
     series = set()
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
+    for line in sample_lines(text):
         name_and_labels = line.rsplit(" ", 1)[0]
         name = name_and_labels.split("{", 1)[0]
         if name in TRAFFIC_FAMILIES or name == PREFIX + "metrics_last_run_timestamp_seconds":

@@ -273,7 +273,7 @@ def apply(params: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
     text, readings = exposition(p, strict=True)
     result["changed"] = write_file(p["path"], text, check_mode)
     result["apps"] = {r["app"]: bool(r["up"]) for r in readings}
-    result["series"] = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+    result["series"] = len(_metrics.sample_lines(text))
     if p["timer"]:
         units_changed, command = install_timer(p, check_mode)
         result["refresh_command"] = command
@@ -309,7 +309,7 @@ def refresh_main(argv: list[str]) -> int:
         sys.stderr.write(f"cnf-ebpf-metrics: FAILED: {exc}\n")
         return 1
     down = [r["app"] for r in readings if not r["up"]]
-    series = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+    series = len(_metrics.sample_lines(text))
     sys.stdout.write(f"{p['path']}: {series} series" + (f"; down: {', '.join(down)}" if down else "") + "\n")
     errors = [r["error"] for r in readings if r.get("error")]
     for error in errors:
